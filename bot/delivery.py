@@ -1,0 +1,348 @@
+"""Delivery: the outbox (written in the caller's transaction) and the worker that empties it.
+
+Every message for someone other than the person asking goes through here. A row is claimed with a
+lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), sent, and marked sent with the platform's message
+id, so a crash resends only what was never confirmed, and two workers never send the same row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import or_, update
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.clock import Clock
+from bot.platforms import DeliveryError, Platform, SentRef, Target
+from bot.ui import Channel, Destination, Message, Priority, ToChannel, ToMember
+from storage.crypto import Cipher
+from storage.db import Database
+from storage.members import identity_of
+from storage.models import Identity, OutboxMessage, OutboxStatus
+
+log = structlog.get_logger("headsup.delivery")
+
+LEASE = timedelta(minutes=5)
+BACKOFF_FIRST = timedelta(seconds=2)
+BACKOFF_CAP = timedelta(minutes=10)
+GIVE_UP_AFTER = 60  # attempts: about nine hours at the cap
+BATCH = 50
+
+
+class Outbox:
+    """Writes outbox rows in the caller's session: they commit, or vanish, with the change."""
+
+    def __init__(self, cipher: Cipher, channel_platforms: Callable[[Channel], list[str]]) -> None:
+        self._cipher = cipher
+        self._channel_platforms = channel_platforms
+
+    async def send(
+        self,
+        session: AsyncSession,
+        now: datetime,
+        to: Destination,
+        message: Message,
+        *,
+        priority: Priority = Priority.NORMAL,
+        key: str | None = None,
+    ) -> list[OutboxMessage]:
+        """Queue `message` for `to`; a channel post gets one row per platform that has it."""
+        payload = self._seal(message)
+        rows: list[OutboxMessage] = []
+        if isinstance(to, ToMember):
+            identity = await identity_of(session, to.member_id)
+            if identity is None:
+                log.warning("outbox.no_identity", member_id=to.member_id)
+                return []
+            rows.append(
+                self._row(now, identity.platform, "dm", identity.user_id, payload, priority, key)
+            )
+            rows[0].member_id = to.member_id
+        elif isinstance(to, ToChannel):
+            for platform in self._channel_platforms(to.channel):
+                rows.append(
+                    self._row(now, platform, "channel", to.channel.value, payload, priority, key)
+                )
+        session.add_all(rows)
+        await session.flush()
+        return rows
+
+    async def edit(
+        self,
+        session: AsyncSession,
+        now: datetime,
+        key: str,
+        message: Message,
+        *,
+        priority: Priority = Priority.NORMAL,
+    ) -> list[OutboxMessage]:
+        """Queue an edit of every message sent (or still to be sent) under `key`.
+
+        An older edit still waiting for the same message is superseded: only the newest state
+        needs to reach the platform (live RSVP counts change often).
+        """
+        originals = (
+            await session.exec(
+                select(OutboxMessage).where(
+                    OutboxMessage.message_key == key,
+                    col(OutboxMessage.status).in_([OutboxStatus.PENDING, OutboxStatus.SENT]),
+                )
+            )
+        ).all()
+        await session.exec(
+            update(OutboxMessage)
+            .where(
+                col(OutboxMessage.edit_of) == key,
+                col(OutboxMessage.status) == OutboxStatus.PENDING,
+            )
+            .values(status=OutboxStatus.SUPERSEDED, payload="")
+        )
+        payload = self._seal(message)
+        rows = [
+            self._row(now, o.platform, o.kind, o.recipient, payload, priority, None, edit_of=key)
+            for o in originals
+        ]
+        for row, original in zip(rows, originals, strict=True):
+            row.member_id = original.member_id
+        session.add_all(rows)
+        await session.flush()
+        return rows
+
+    def _seal(self, message: Message) -> str:
+        return self._cipher.encrypt(json.dumps(message.to_json()))
+
+    def open(self, payload: str) -> Message:
+        return Message.from_json(json.loads(self._cipher.decrypt(payload)))
+
+    @staticmethod
+    def _row(now, platform, kind, recipient, payload, priority, key, edit_of=None):
+        return OutboxMessage(
+            created_at=now,
+            priority=int(priority),
+            platform=platform,
+            kind=kind,
+            recipient=recipient,
+            payload=payload,
+            message_key=key,
+            edit_of=edit_of,
+            next_attempt_at=now,
+        )
+
+
+class DeliveryWorker:
+    """Sends due outbox rows through their platforms, in priority order, retrying with backoff."""
+
+    def __init__(
+        self,
+        database: Database,
+        outbox: Outbox,
+        clock: Clock,
+        platforms: dict[str, Platform],
+        *,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.database = database
+        self.outbox = outbox
+        self.clock = clock
+        self.platforms = platforms
+        self.owner = uuid.uuid4().hex[:12]
+        self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+        self._drain_lock = asyncio.Lock()
+
+    def wake(self) -> None:
+        """Something was committed: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Send forever: whenever woken, and every `poll_seconds` for retries and other writers."""
+        while True:
+            try:
+                await self.drain()
+            except Exception as exc:  # the database may be down; keep the worker alive
+                log.error("delivery.drain_failed", error=type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            self._wake.clear()
+
+    async def drain(self) -> int:
+        """Send every row due now; return how many were sent."""
+        sent = 0
+        async with self._drain_lock:
+            while True:
+                rows = await self._claim()
+                if not rows:
+                    return sent
+                for row in rows:
+                    sent += await self._deliver(row)
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest waiting row falls due (for the console's `:advance`)."""
+        async with self.database.session() as session:
+            return (
+                await session.exec(
+                    select(func.min(OutboxMessage.next_attempt_at)).where(
+                        OutboxMessage.status == OutboxStatus.PENDING,
+                        col(OutboxMessage.platform).in_(list(self.platforms)),
+                    )
+                )
+            ).first()
+
+    async def _claim(self) -> list[OutboxMessage]:
+        now = self.clock.now()
+        async with self.database.session() as session:
+            due = (
+                select(OutboxMessage.id)
+                .where(
+                    OutboxMessage.status == OutboxStatus.PENDING,
+                    col(OutboxMessage.platform).in_(list(self.platforms)),
+                    OutboxMessage.next_attempt_at <= now,
+                    or_(
+                        col(OutboxMessage.claimed_until).is_(None),
+                        col(OutboxMessage.claimed_until) < now,
+                    ),
+                )
+                .order_by(col(OutboxMessage.priority), col(OutboxMessage.id))
+                .limit(BATCH)
+                .with_for_update(skip_locked=True)
+            )
+            claimed = await session.exec(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.id).in_(due))
+                .values(claimed_by=self.owner, claimed_until=now + LEASE)
+                .returning(OutboxMessage)
+            )
+            rows = list(claimed.scalars())
+            await session.commit()
+        rows.sort(key=lambda r: (r.priority, r.id))
+        return rows
+
+    async def _deliver(self, row: OutboxMessage) -> int:
+        platform = self.platforms[row.platform]
+        try:
+            message = self.outbox.open(row.payload)
+            if row.edit_of is not None:
+                ref = await self._original_ref(row)
+                if ref is None:
+                    return 0
+                await platform.edit(ref, message)
+            else:
+                ref = await platform.send(await self._target(row), message)
+        except DeliveryError as exc:
+            await self._failed(row, exc)
+            return 0
+        except Exception as exc:
+            log.exception("delivery.error", outbox_id=row.id, error=type(exc).__name__)
+            await self._failed(row, DeliveryError(type(exc).__name__))
+            return 0
+        await self._sent(row, ref)
+        return 1
+
+    async def _target(self, row: OutboxMessage) -> Target:
+        if row.kind != "dm":
+            return Target("channel", row.recipient)
+        async with self.database.session() as session:
+            identity = (
+                await session.exec(
+                    select(Identity).where(
+                        Identity.platform == row.platform, Identity.user_id == row.recipient
+                    )
+                )
+            ).first()
+        return Target("dm", row.recipient, identity.dm_channel_id if identity else None)
+
+    async def _original_ref(self, row: OutboxMessage) -> SentRef | None:
+        """Where the message to edit lives; defer while it is unsent, drop if it never will be."""
+        async with self.database.session() as session:
+            original = (
+                await session.exec(
+                    select(OutboxMessage)
+                    .where(
+                        OutboxMessage.message_key == row.edit_of,
+                        OutboxMessage.platform == row.platform,
+                        OutboxMessage.recipient == row.recipient,
+                        col(OutboxMessage.edit_of).is_(None),
+                    )
+                    .order_by(col(OutboxMessage.id).desc())
+                )
+            ).first()
+            if original is not None and original.status == OutboxStatus.PENDING:
+                await self._retry_later(session, row, timedelta(seconds=1), "original_unsent")
+                return None
+            if original is None or original.platform_message_id is None:
+                await self._finish(session, row, OutboxStatus.FAILED, "original_missing")
+                return None
+        return SentRef(original.channel_id or "", original.platform_message_id)
+
+    async def _sent(self, row: OutboxMessage, ref: SentRef) -> None:
+        now = self.clock.now()
+        async with self.database.session() as session:
+            await session.exec(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.id) == row.id)
+                .values(
+                    status=OutboxStatus.SENT,
+                    sent_at=now,
+                    attempts=row.attempts + 1,
+                    channel_id=ref.channel_id,
+                    platform_message_id=ref.message_id,
+                    payload="",
+                    claimed_until=None,
+                    last_error=None,
+                )
+            )
+            if row.kind == "dm":
+                await session.exec(
+                    update(Identity)
+                    .where(Identity.platform == row.platform, Identity.user_id == row.recipient)
+                    .values(dm_channel_id=ref.channel_id, dm_failed_at=None)
+                )
+            await session.commit()
+        log.info("delivery.sent", outbox_id=row.id, platform=row.platform, kind=row.kind)
+
+    async def _failed(self, row: OutboxMessage, exc: DeliveryError) -> None:
+        async with self.database.session() as session:
+            if exc.permanent or row.attempts + 1 >= GIVE_UP_AFTER:
+                if row.kind == "dm":
+                    await session.exec(
+                        update(Identity)
+                        .where(Identity.platform == row.platform, Identity.user_id == row.recipient)
+                        .values(dm_failed_at=self.clock.now())
+                    )
+                await self._finish(session, row, OutboxStatus.FAILED, exc.code)
+                log.error("delivery.failed", outbox_id=row.id, code=exc.code)
+                return
+            if exc.retry_after is not None:
+                delay = timedelta(seconds=exc.retry_after)
+            else:
+                delay = min(BACKOFF_CAP, BACKOFF_FIRST * (2**row.attempts))
+            await self._retry_later(session, row, delay, exc.code)
+            log.warning("delivery.retry", outbox_id=row.id, code=exc.code, in_s=delay.seconds)
+
+    async def _retry_later(self, session, row, delay: timedelta, code: str) -> None:
+        await session.exec(
+            update(OutboxMessage)
+            .where(col(OutboxMessage.id) == row.id)
+            .values(
+                attempts=row.attempts + 1,
+                next_attempt_at=self.clock.now() + delay,
+                claimed_until=None,
+                last_error=code[:200],
+            )
+        )
+        await session.commit()
+
+    async def _finish(self, session, row, status: str, code: str) -> None:
+        await session.exec(
+            update(OutboxMessage)
+            .where(col(OutboxMessage.id) == row.id)
+            .values(status=status, payload="", claimed_until=None, last_error=code[:200])
+        )
+        await session.commit()

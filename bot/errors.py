@@ -1,0 +1,25 @@
+"""Errors a person can cause. Each carries one kind, clear line that is safe to show them."""
+
+
+class UserError(Exception):
+    """Bad input: the message says what to do instead. Nothing was changed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UsageError(UserError):
+    """Wrong arguments for a command; the usage line shows the right form."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+class Refused(UserError):
+    """The person may not do this. The message says why and reveals nothing else."""
+
+
+class Unavailable(Exception):
+    """A dependency (the database) is down for now; the person should try again shortly."""

@@ -1,0 +1,12 @@
+"""The use cases, one module per job. They speak only neutral types (``bot.core``, ``bot.ui``)
+and never import a platform library."""
+
+from bot.core import Registry
+
+
+def load() -> Registry:
+    """Import every feature module (registering its handlers) and return the registry."""
+    from commands import help, planned  # noqa: F401
+    from commands.registry import registry
+
+    return registry
