@@ -25,12 +25,6 @@ async def support(
     )
 
 
-@registry.command("checkin")
-async def checkin(ctx: Context) -> str:
-    """Check in now: a private, one-tap wellbeing check-in."""
-    return NOT_YET.format(what="Weekly check-ins")
-
-
 @registry.command("coach", roles={Role.COACH})
 async def coach(ctx: Context, text: Annotated[str, REST] = "") -> str:
     """Coaches: go on or off duty, see your cases."""

@@ -101,6 +101,12 @@ class ConsoleBot:
         await self.app.advance(parse_duration(duration))
         return self.transcript[before:]
 
+    async def advance_to(self, moment: datetime) -> str:
+        """Move the clock forward to `moment`, doing all that falls due; return what was printed."""
+        before = len(self.transcript)
+        await self.app.advance(moment - self.clock.now())
+        return self.transcript[before:]
+
     async def restart(self) -> None:
         """Stop the app and start a fresh one on the same database and clock (a process restart:
         nothing in memory survives)."""
