@@ -9,6 +9,7 @@ one twice or skips one.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -295,19 +296,27 @@ async def _reschedule(session: AsyncSession, sub: CheckinSubscription, now: date
     )
 
 
-def _weeks(text: str) -> int:
-    try:
-        weeks = int(text)
-    except ValueError:
-        raise ValueError(f"{text!r} isn't a number of weeks") from None
-    if not 1 <= weeks <= MAX_PAUSE_WEEKS:
-        raise ValueError(f"you can pause for 1 to {MAX_PAUSE_WEEKS} weeks")
-    return weeks
+def weeks_parser(purpose: str) -> Callable[[str], int]:
+    """A parser for a number of weeks from 1 to 52; `purpose` completes "you can … 1 to 52"."""
+
+    def parse(text: str) -> int:
+        try:
+            weeks = int(text)
+        except ValueError:
+            raise ValueError(f"{text!r} isn't a number of weeks") from None
+        if not 1 <= weeks <= MAX_PAUSE_WEEKS:
+            raise ValueError(f"{purpose} 1 to {MAX_PAUSE_WEEKS} weeks")
+        return weeks
+
+    return parse
 
 
 @registry.command("checkin pause")
 async def pause(
-    ctx: Context, weeks: Annotated[int | None, Arg(parse=_weeks, metavar="weeks")] = None
+    ctx: Context,
+    weeks: Annotated[
+        int | None, Arg(parse=weeks_parser("you can pause for"), metavar="weeks")
+    ] = None,
 ) -> str:
     """Pause your check-ins, for a number of weeks or until you resume."""
     return await pause_for(ctx, weeks)
@@ -439,19 +448,10 @@ async def history(ctx: Context) -> str:
     return "\n".join(lines)
 
 
-def _report_weeks(text: str) -> int:
-    try:
-        weeks = int(text)
-    except ValueError:
-        raise ValueError(f"{text!r} isn't a number of weeks") from None
-    if not 1 <= weeks <= MAX_PAUSE_WEEKS:
-        raise ValueError(f"a report covers 1 to {MAX_PAUSE_WEEKS} weeks")
-    return weeks
-
-
 @registry.command("checkin report", roles={Role.COORDINATOR})
 async def report(
-    ctx: Context, weeks: Annotated[int, Arg(parse=_report_weeks, metavar="weeks")] = 8
+    ctx: Context,
+    weeks: Annotated[int, Arg(parse=weeks_parser("a report covers"), metavar="weeks")] = 8,
 ) -> str:
     """Coordinators: anonymous weekly totals (nothing for a week with fewer than 5 answers)."""
     zone = ZoneInfo(ctx.settings.network.timezone)

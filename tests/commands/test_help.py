@@ -13,7 +13,7 @@ async def test_help_lists_every_command_group(bot: ConsoleBot):
 async def test_help_shows_role_commands_as_others_for_a_member(bot: ConsoleBot):
     """A member sees coordinator commands named as theirs, not offered as their own."""
     out = await bot.say("/headsup help", as_="you")
-    assert "Coordinators also use: /event" in out
+    assert "Coordinators also use: /checkin report, /event." in out
     assert "• `/event [" not in out
 
 
