@@ -39,7 +39,15 @@ def make_cipher(settings: Settings) -> Cipher:
                 "storage.encryption_key: required when Slack or Discord is configured "
                 "(make one with `headsup keygen` and set HEADSUP_STORAGE__ENCRYPTION_KEY)"
             )
-        return Cipher([local_key(_local_key_path(settings))])
+        path = _local_key_path(settings)
+        try:
+            return Cipher([local_key(path)])
+        except OSError as exc:
+            # E.g. storage.url names a folder that doesn't exist: one clear line, no traceback.
+            raise ConfigError(
+                f"storage.encryption_key: not set, and the local key file {path} cannot be "
+                f"made ({exc.strerror or exc}); check storage.url or set the key"
+            ) from None
     except CipherError as exc:
         raise ConfigError(f"storage.encryption_key: {exc}") from None
 

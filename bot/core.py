@@ -9,7 +9,7 @@ help and its signature is its argument parser. Role checks happen here, never in
 from __future__ import annotations
 
 import inspect
-import shlex
+import re
 import types
 import typing
 from collections.abc import Awaitable, Callable
@@ -196,13 +196,25 @@ def _params_of(handler: Callable[..., Any], skip: int) -> list[Param]:
     return params
 
 
-def _bind(params: list[Param], words: list[str], usage: str) -> dict[str, Any]:
-    """Match words to parameters, converting each; wrong counts or values raise UsageError."""
+@dataclass(frozen=True)
+class Word:
+    """A word of command text, and the text from where it starts (for a rest-of-line argument)."""
+
+    text: str
+    tail: str
+
+
+def _bind(params: list[Param], words: list[Word], usage: str) -> dict[str, Any]:
+    """Match words to parameters, converting each; wrong counts or values raise UsageError.
+
+    A rest-of-line parameter takes the text exactly as written from its first word on — spacing,
+    quotes and line breaks kept — since it is usually someone's own words.
+    """
     values: dict[str, Any] = {}
     remaining = list(words)
     for param in params:
         if param.arg.rest:
-            text = " ".join(remaining).strip()
+            text = remaining[0].tail.strip() if remaining else ""
             remaining = []
             if not text:
                 if param.required:
@@ -211,7 +223,7 @@ def _bind(params: list[Param], words: list[str], usage: str) -> dict[str, Any]:
                 continue
             word = text
         elif remaining:
-            word = remaining.pop(0)
+            word = remaining.pop(0).text
         elif param.required:
             raise UsageError(f"I need the {param.metavar}", usage)
         else:
@@ -222,7 +234,7 @@ def _bind(params: list[Param], words: list[str], usage: str) -> dict[str, Any]:
         except ValueError as exc:
             raise UsageError(str(exc), usage) from None
     if remaining:
-        raise UsageError(f"I didn't expect {' '.join(remaining)!r}", usage)
+        raise UsageError(f"I didn't expect {' '.join(w.text for w in remaining)!r}", usage)
     return values
 
 
@@ -319,10 +331,11 @@ class Registry:
         def register(handler: Handler) -> Handler:
             if ":" in name or name in self.actions:
                 raise ValueError(f"bad or duplicate action name {name!r}")
-            skip = 1
-            self.actions[name] = ActionSpec(
-                name, handler, frozenset(roles), _params_of(handler, skip), form
-            )
+            params = _params_of(handler, 1)
+            if form:
+                # A form handler's ``values`` come from the submission, not from the action id.
+                params = [p for p in params if p.name != "values"]
+            self.actions[name] = ActionSpec(name, handler, frozenset(roles), params, form)
             return handler
 
         return register
@@ -388,20 +401,29 @@ class Registry:
         )
 
 
+_SMART_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"'})
+_QUOTED_OR_WORD = re.compile(r'"([^"]*)"|(\S+)')
+
+
+def tokenize(text: str) -> list[Word]:
+    """Split command text into words; "double quotes" (straight or smart) group a phrase.
+
+    An apostrophe is a letter ("I'm fine, it's ok"), and nothing starts a comment. A quotation
+    mark without its partner is taken as an ordinary character rather than refused: free text
+    may well contain one.
+    """
+    normalised = text.translate(_SMART_QUOTES)  # same length: offsets still fit `text`
+    if normalised.count('"') % 2:
+        return [Word(m.group(0), text[m.start() :]) for m in re.finditer(r"\S+", text)]
+    return [
+        Word(m.group(1) if m.group(1) is not None else m.group(2), text[m.start() :])
+        for m in _QUOTED_OR_WORD.finditer(normalised)
+    ]
+
+
 def split_words(text: str) -> list[str]:
-    """Split command text into words, honouring "quoted phrases" (and smart quotes)."""
-    normalised = text.replace("“", '"').replace("”", '"').replace("‘", "'").replace("’", "'")
-    try:
-        return shlex.split(normalised)
-    except ValueError:
-        # An unbalanced quote: treat apostrophes as letters ("I'm struggling") and try again.
-        try:
-            lexer = shlex.shlex(normalised, posix=True)
-            lexer.whitespace_split = True
-            lexer.quotes = '"'
-            return list(lexer)
-        except ValueError:
-            raise UserError("a quotation mark is missing its partner") from None
+    """The words of command text (see `tokenize`)."""
+    return [w.text for w in tokenize(text)]
 
 
 # --- the dispatcher ---------------------------------------------------------------------------
@@ -433,8 +455,9 @@ class Core:
         """A slash command: ``/group text``."""
 
         async def run(ctx: Context) -> Any:
-            words = split_words(text)
-            spec, rest = self.registry.resolve(group, words)
+            words = tokenize(text)
+            spec, rest_words = self.registry.resolve(group, [w.text for w in words])
+            rest = words[len(words) - len(rest_words) :]
             if not spec.allows(actor):
                 raise Refused(refusal(spec.name, spec.roles))
             if len(text) > MAX_INPUT:
@@ -485,7 +508,8 @@ class Core:
                 raise UserError("That button no longer does anything — sorry for the confusion.")
             if not any(actor.has(r) for r in spec.roles) and spec.roles:
                 raise Refused(refusal("that button", spec.roles))
-            words = rest.split(":") if rest else []
+            parts = rest.split(":") if rest else []
+            words = [Word(p, ":".join(parts[i:])) for i, p in enumerate(parts)]
             try:
                 kwargs = _bind(spec.params, words, name)
             except UsageError:

@@ -274,7 +274,9 @@ class DeliveryWorker:
                 )
             ).first()
             if original is not None and original.status == OutboxStatus.PENDING:
-                await self._retry_later(session, row, timedelta(seconds=1), "original_unsent")
+                # Wait for the original: try again when it is next due, not every second.
+                wait = max(timedelta(seconds=1), original.next_attempt_at - self.clock.now())
+                await self._retry_later(session, row, wait, "original_unsent")
                 return None
             if original is None or original.platform_message_id is None:
                 await self._finish(session, row, OutboxStatus.FAILED, "original_missing")

@@ -47,7 +47,10 @@ class Cipher:
 
     def rotate(self, token: str) -> str:
         """Re-encrypt a token under the first (newest) key."""
-        return self._fernet.rotate(token.encode()).decode()
+        try:
+            return self._fernet.rotate(token.encode()).decode()
+        except InvalidToken as exc:
+            raise CipherError("stored data cannot be decrypted with the configured keys") from exc
 
 
 def local_key(path: Path) -> str:

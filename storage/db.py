@@ -87,7 +87,7 @@ class Database:
                 raise
 
     async def upgrade(self) -> None:
-        """Apply every migration (Alembic), creating the database file's folder if needed."""
+        """Apply every migration (Alembic); a SQLite file's folder must already exist."""
         path = sqlite_path(self.url)
         if path is not None and not path.parent.exists():
             raise DatabaseUnavailable(f"the folder for the database file {path} does not exist")
@@ -130,12 +130,21 @@ def _upgrade_on(connection: Connection, schema: str | None) -> None:
     command.upgrade(alembic_config(connection, schema), "head")
 
 
+# SQLSTATE classes an operator causes before any query runs: the server refuses the connection
+# (08), the user or password is wrong (28), the database does not exist (3D), or the server is
+# starting up or shutting down (57P03). asyncpg reports these as plain DBAPIErrors.
+_CONNECTION_SQLSTATES = ("08", "28", "3D", "57P03")
+
+
 def _is_connection_error(exc: BaseException) -> bool:
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
     if isinstance(exc, (OperationalError, InterfaceError)):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if not isinstance(exc, DBAPIError):
+        return False
+    sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+    return exc.connection_invalidated or sqlstate.startswith(_CONNECTION_SQLSTATES)
 
 
 def _reason(exc: BaseException) -> str:

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TextIO
+
+import structlog
 
 from bot.config import ConsoleConfig
 from bot.core import Actor, Core, Role
 from bot.durations import parse_duration
 from bot.platforms import DeliveryError, Platform, SentRef, Target
 from bot.ui import Channel, Form, Message, Reply
+
+log = structlog.get_logger("headsup.console")
 
 
 @dataclass
@@ -71,6 +76,9 @@ class ConsolePlatform(Platform):
         self._out = out or sys.stdout
         self._core: Core | None = None
         self._shown: list[Shown] = []
+        # Message ids are stored with each sent outbox row; a restarted console numbers its
+        # messages from 1 again, so the ids carry this run's token to never match an old one.
+        self._run = uuid.uuid4().hex[:8]
         self._form: OpenForm | None = None
 
     # --- Platform -------------------------------------------------------------------------
@@ -106,10 +114,11 @@ class ConsolePlatform(Platform):
                 raise DeliveryError("unknown_channel", permanent=True) from None
             where, audience, in_dm = f"#{channel.value}", None, False
         shown = self._show(where, audience, message, in_dm)
-        return SentRef(where, str(shown.id))
+        return SentRef(where, f"{self._run}-{shown.id}")
 
     async def edit(self, ref: SentRef, message: Message) -> None:
-        shown = self._find(int(ref.message_id))
+        run, _, number = ref.message_id.rpartition("-")
+        shown = self._find(int(number)) if run == self._run and number.isdigit() else None
         if shown is None:
             raise DeliveryError("unknown_message", permanent=True)
         shown.message = message
@@ -133,7 +142,12 @@ class ConsolePlatform(Platform):
         elif line.strip():
             reply = await self.core.message(self.actor(), line)
             await self._render(reply, self.actor(), in_dm=True, origin=None)
-        await self._settle()
+        try:
+            await self._settle()
+        except Exception as exc:
+            # The database may be down: the person was already told; what is queued stays
+            # queued and goes out with a later line. The console must keep reading.
+            log.error("console.settle_failed", error=type(exc).__name__)
 
     async def _console_command(self, line: str) -> None:
         verb, _, arg = line[1:].partition(" ")
@@ -151,7 +165,11 @@ class ConsolePlatform(Platform):
             except ValueError as exc:
                 self._note(f"usage: :advance DURATION (90m, 2h, 7d) — {exc}")
                 return
-            await self._advance(delta)
+            try:
+                await self._advance(delta)
+            except Exception as exc:
+                log.error("console.advance_failed", error=type(exc).__name__)
+                self._note("could not finish :advance (is the database down?); see the log")
         elif verb == "click":
             await self._click(arg)
         else:
@@ -190,7 +208,9 @@ class ConsolePlatform(Platform):
     async def _answer_form(self, line: str) -> None:
         assert self._form is not None
         open_form = self._form
-        open_form.values[open_form.next_field.name] = line.strip()
+        field_ = open_form.next_field
+        # An empty line leaves the field as it is: empty stays empty, a prefilled value stays.
+        open_form.values[field_.name] = line.strip() or field_.value
         if not open_form.complete:
             self._ask(open_form.next_field)
             return
@@ -217,9 +237,13 @@ class ConsolePlatform(Platform):
             self._ask(reply.form.fields[0])
 
     def _ask(self, form_field) -> None:
-        hint = "" if form_field.required else " (optional — an empty line leaves it empty)"
-        prefilled = f" [now: {form_field.value}]" if form_field.value else ""
-        self._print(f"{form_field.label}{hint}{prefilled}:")
+        if form_field.value:
+            hint = f" [now: {form_field.value}] (an empty line keeps it)"
+        elif form_field.required:
+            hint = ""
+        else:
+            hint = " (optional — an empty line leaves it empty)"
+        self._print(f"{form_field.label}{hint}:")
 
     def _show(self, where: str, audience: str | None, message: Message, in_dm: bool) -> Shown:
         shown = Shown(len(self._shown) + 1, where, audience, message, in_dm)
@@ -234,7 +258,9 @@ class ConsolePlatform(Platform):
         if message.attachment is not None:
             lines.append(f"[file {message.attachment.filename}]")
             if message.attachment.is_text:
-                lines.append(message.attachment.content.decode("utf-8", "replace").rstrip("\n"))
+                content = message.attachment.content.decode("utf-8", "replace")
+                # Calendar files use CRLF line ends; print them as the terminal's own lines.
+                lines.append(content.replace("\r\n", "\n").rstrip("\n"))
         self._print("\n".join(lines) + "\n")
 
     def _note(self, text: str) -> None:
