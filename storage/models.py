@@ -35,7 +35,10 @@ class Identity(SQLModel, table=True):
     """One platform account of a member: (platform, user id) is unique."""
 
     __tablename__ = "identity"
-    __table_args__ = (UniqueConstraint("platform", "user_id", name="uq_identity_platform_user"),)
+    __table_args__ = (
+        UniqueConstraint("platform", "user_id", name="uq_identity_platform_user"),
+        Index("ix_identity_member_id", "member_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     member_id: int = Field(

@@ -40,6 +40,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("platform", "user_id", name="uq_identity_platform_user"),
     )
+    with op.batch_alter_table("identity", schema=None) as batch_op:
+        batch_op.create_index("ix_identity_member_id", ["member_id"], unique=False)
     op.create_table(
         "outbox",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -77,5 +79,8 @@ def downgrade() -> None:
         batch_op.drop_index("ix_outbox_due")
 
     op.drop_table("outbox")
+    with op.batch_alter_table("identity", schema=None) as batch_op:
+        batch_op.drop_index("ix_identity_member_id")
+
     op.drop_table("identity")
     op.drop_table("member")
