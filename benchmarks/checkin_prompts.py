@@ -16,6 +16,7 @@ import json
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,10 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot import logs
 from bot.app import App
 from bot.clock import Clock
-from bot.platforms import Platform, SentRef, Target
-from bot.ui import Message
 from storage.checkin import CheckinSubscription
 from storage.models import Identity, Member
+from tests.fakes.platform import FakePlatform
 from tests.harness import make_settings
 
 DISCORD_GLOBAL_LIMIT = 50.0  # requests per second
@@ -35,29 +35,10 @@ START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 FIRST_PROMPT = datetime(2026, 1, 12, 8, 0, tzinfo=UTC)
 
 
-class CountingPlatform(Platform):
-    """Accepts every message at once and counts them per recipient."""
+class CountingPlatform(FakePlatform):
+    """Accepts every message at once, recording it."""
 
     name = "console"
-
-    def __init__(self) -> None:
-        self.sent: dict[str, int] = {}
-
-    async def start(self, core) -> None:
-        pass
-
-    async def run(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    async def send(self, target: Target, message: Message) -> SentRef:
-        self.sent[target.recipient] = self.sent.get(target.recipient, 0) + 1
-        return SentRef(f"dm:{target.recipient}", str(sum(self.sent.values())))
-
-    async def edit(self, ref: SentRef, message: Message) -> None:
-        pass
 
 
 async def seed(app: App, members: int) -> None:
@@ -100,8 +81,9 @@ async def measure(members: int, url: str | None) -> dict:
             again = await app.ticker.tick() + await app.delivery.drain()
         finally:
             await app.stop()
-    duplicates = sum(1 for n in platform.sent.values() if n > 1)
-    missed = members - len(platform.sent)
+    per_member = Counter(target.recipient for target, _ in platform.sent)
+    duplicates = sum(1 for n in per_member.values() if n > 1)
+    missed = members - len(per_member)
     rate = members / (queued_s + delivered_s)
     return {
         "members": members,
