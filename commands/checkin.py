@@ -127,8 +127,9 @@ def _is_open(week: CheckinWeek, now: datetime) -> bool:
     return week.closes_at is None or now < week.closes_at
 
 
-async def own_open_week(ctx: Context, week_id: int) -> CheckinWeek:
-    """The member's own week, still open; anything else is refused without saying whose it is."""
+async def own_open_week(ctx: Context, week_id: int) -> tuple[CheckinWeek, CheckinSubscription]:
+    """The member's own week, still open, and their subscription; anything else is refused
+    without saying whose it is."""
     week = await ctx.session.get(CheckinWeek, week_id)
     if week is None or week.member_id != ctx.member_id:
         raise UserError("That button no longer does anything — sorry.")
@@ -137,7 +138,7 @@ async def own_open_week(ctx: Context, week_id: int) -> CheckinWeek:
     sub = await subscription_of(ctx.session, ctx.member_id)
     if sub is None or sub.status == SubscriptionStatus.STOPPED:
         raise UserError("Check-ins are off for you — type /checkin to opt back in.")
-    return week
+    return week, sub
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -506,12 +507,10 @@ async def answer(ctx: Context, week_id: int, score: int) -> Reply:
     """One of the five answers."""
     if score not in SCORES:
         raise UserError("That button no longer does anything — sorry.")
-    week = await own_open_week(ctx, week_id)
+    week, sub = await own_open_week(ctx, week_id)
     week.score, week.skipped, week.answered_at = score, False, ctx.now
     week.reminder_due_at = None
     log.info("checkin.answered", member_id=ctx.member_id, week_id=week.id)
-    sub = await subscription_of(ctx.session, ctx.member_id)
-    assert sub is not None
     reply = Reply(
         update=Message(
             f"Thank you for checking in — you said {label(score)}. You can change it until "
@@ -558,7 +557,7 @@ def support_offer(ctx: Context) -> Message:
 @registry.action("checkin.skip")
 async def skip(ctx: Context, week_id: int) -> Reply:
     """*Skip this week*."""
-    week = await own_open_week(ctx, week_id)
+    week, _ = await own_open_week(ctx, week_id)
     week.skipped, week.score, week.answered_at = True, None, ctx.now
     week.reminder_due_at = None
     log.info("checkin.skipped", member_id=ctx.member_id, week_id=week.id)
@@ -574,7 +573,7 @@ async def skip(ctx: Context, week_id: int) -> Reply:
 @registry.action("checkin.note")
 async def note(ctx: Context, week_id: int) -> Form:
     """*Add a note*: a private note on this week's check-in."""
-    week = await own_open_week(ctx, week_id)
+    week, _ = await own_open_week(ctx, week_id)
     existing = ctx.services.cipher.decrypt(week.note) if week.note else ""
     return note_form(week_id, existing)
 
@@ -599,7 +598,7 @@ def note_form(week_id: int, existing: str = "") -> Form:
 @registry.form("checkin.save_note")
 async def save_note(ctx: Context, week_id: int, *, values: dict[str, str]) -> str:
     """The note form, submitted."""
-    week = await own_open_week(ctx, week_id)
+    week, _ = await own_open_week(ctx, week_id)
     text = check_form(note_form(week_id), values)["note"]
     if not text:
         week.note, week.note_at = None, None

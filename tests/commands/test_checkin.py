@@ -622,3 +622,26 @@ async def test_bank_holidays_prompt_when_not_configured(make_bot):
     await opt_in(bot, "alice")
     await bot.advance_to(datetime(2026, 4, 6, 12, tzinfo=UTC))
     assert await count_prompts(bot) == 1
+
+
+async def test_early_answer_on_a_skipped_holiday_week_closes_at_the_next_prompt(make_bot):
+    """An early answer for a bank-holiday week can't be changed after the next prompt."""
+    bot = await make_bot(
+        start=datetime(2026, 4, 1, 12, tzinfo=UTC),
+        checkin={"skip_holidays": "england-and-wales"},
+    )
+    await opt_in(bot, "alice")
+    await bot.say(":click okay")  # counts for the week Easter Monday's prompt opens
+    early = (await weeks_of(bot))[0]
+    await bot.advance_to(datetime(2026, 4, 13, 9, tzinfo=UTC))
+    reply = await bot.app.core.press(bot.console.actor(), f"checkin.answer:{early.id}:1")
+    assert "earlier week" in reply.messages[0].text
+    assert (await weeks_of(bot))[0].score == 3
+
+
+async def test_consent_after_stopping_shows_the_members_own_timezone(bot: ConsoleBot):
+    """Opting back in shows the timezone the member chose, which is the one kept."""
+    await opt_in(bot, "alice")
+    await bot.say("/checkin settings friday 07:30 America/New_York", "/checkin stop")
+    out = await bot.say("/checkin")
+    assert "Fridays at 07:30 (America/New_York)" in out
