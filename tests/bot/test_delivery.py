@@ -662,7 +662,7 @@ async def test_edit_whose_original_failed_after_queueing_is_marked_failed(env):
 # --- several workers, and crashes -----------------------------------------------------------
 
 
-async def test_two_workers_draining_together_send_every_row_exactly_once(env, monkeypatch):
+async def test_two_workers_draining_together_send_every_row_exactly_once(env, db, monkeypatch):
     """Two workers (two engines, two owners) racing over one queue send each row once."""
     monkeypatch.setattr(bot.delivery, "BATCH", 3)  # many small claims, so the workers interleave
     slack, discord = FakeSlack(yield_in_send=True), FakeDiscord(yield_in_send=True)
@@ -683,10 +683,13 @@ async def test_two_workers_draining_together_send_every_row_exactly_once(env, mo
     delivered = Counter(slack.texts + discord.texts)
     assert delivered == expected
     assert sum(counts) == sum(expected.values())
-    assert all(counts), f"both workers should have sent some rows, got {counts}"
     rows = await env.rows()
     assert {r.status for r in rows} == {OutboxStatus.SENT}
-    assert {r.claimed_by for r in rows} == {first.owner, second.owner}
+    if db.backend == "postgresql":
+        # SKIP LOCKED lets the second worker claim past the first one's rows, so both share the
+        # sending. SQLite has one writer: which worker empties the queue is down to scheduling.
+        assert all(counts), f"both workers should have sent some rows, got {counts}"
+        assert {r.claimed_by for r in rows} == {first.owner, second.owner}
 
 
 async def test_a_row_claimed_by_a_live_worker_is_left_alone(env):
