@@ -29,15 +29,3 @@ async def support(
 async def coach(ctx: Context, text: Annotated[str, REST] = "") -> str:
     """Coaches: go on or off duty, see your cases."""
     return NOT_YET.format(what="Coaching tools")
-
-
-@registry.command("event", roles={Role.COORDINATOR})
-async def event(ctx: Context, text: Annotated[str, REST] = "") -> str:
-    """Coordinators: create, edit or cancel an event."""
-    return NOT_YET.format(what="Events")
-
-
-@registry.command("events")
-async def events(ctx: Context) -> str:
-    """Upcoming events, with RSVP buttons and a calendar file."""
-    return NOT_YET.format(what="Events")

@@ -1,0 +1,1 @@
+"""Event tables (video-call events, their RSVPs and reminders)."""
