@@ -252,6 +252,8 @@ class CommandSpec:
     roles: frozenset[Role]
     params: list[Param]
     hidden: bool = False
+    # Shown before any answer, even an error or an outage (``/support``'s signposting).
+    preface: Callable[[Settings], str] | None = None
 
     @property
     def name(self) -> str:
@@ -304,16 +306,25 @@ class Registry:
     due_jobs: dict[str, DueJob] = field(default_factory=dict)
 
     def command(
-        self, path: str, *, roles: set[Role] | frozenset[Role] = frozenset(), hidden=False
+        self,
+        path: str,
+        *,
+        roles: set[Role] | frozenset[Role] = frozenset(),
+        hidden: bool = False,
+        preface: Callable[[Settings], str] | None = None,
     ) -> Callable[[Handler], Handler]:
-        """Register ``async def handler(ctx, ...)`` as the slash command ``/path``."""
+        """Register ``async def handler(ctx, ...)`` as the slash command ``/path``.
+
+        ``preface`` is text the person sees first whatever happens next — an answer, a refusal,
+        a usage error or the database being down — as its own message.
+        """
 
         def register(handler: Handler) -> Handler:
             key = tuple(path.split())
             if key in self.commands:
                 raise ValueError(f"command /{path} registered twice")
             self.commands[key] = CommandSpec(
-                key, handler, frozenset(roles), _params_of(handler, 1), hidden
+                key, handler, frozenset(roles), _params_of(handler, 1), hidden, preface
             )
             return handler
 
@@ -468,7 +479,17 @@ class Core:
             kwargs = _bind(spec.params, rest, spec.usage)
             return await spec.handler(ctx, **kwargs)
 
-        return await self._unit(actor, run, event="command", name=f"/{group}", in_dm=in_dm)
+        reply = await self._unit(actor, run, event="command", name=f"/{group}", in_dm=in_dm)
+        return self._prefaced(group, text, reply)
+
+    def _prefaced(self, group: str, text: str, reply: Reply) -> Reply:
+        try:
+            spec, _ = self.registry.resolve(group, split_words(text))
+        except UserError:
+            return reply
+        if spec.preface is not None:
+            reply.messages.insert(0, Message(spec.preface(self.services.settings)))
+        return reply
 
     async def press(self, actor: Actor, action_id: str, *, in_dm=False) -> Reply:
         """A button press carrying ``action_id``."""

@@ -80,4 +80,7 @@ async def run_command(ctx: Context, group: str) -> Reply | Message | str | None:
         return "That isn't available any more — try /headsup help."
     if not spec.allows(ctx.actor) or (spec.params and spec.params[0].required):
         raise Refused("That button isn't for you — try /headsup help.")
-    return await spec.handler(ctx)
+    reply = Reply.of(await spec.handler(ctx))
+    if spec.preface is not None:
+        reply.messages.insert(0, Message(spec.preface(ctx.settings)))
+    return reply

@@ -85,6 +85,7 @@ class SupportCase(SQLModel, table=True):
     feedback: int | None = Field(default=None)  # 1–5, optional
     followup_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     followup_sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    followup_declined: bool = Field(default=False)
 
     @property
     def number(self) -> str:
@@ -104,9 +105,7 @@ class SupportOffer(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(
-        sa_column=Column(
-            Integer, ForeignKey("support_case.id", ondelete="CASCADE"), nullable=False
-        )
+        sa_column=Column(Integer, ForeignKey("support_case.id", ondelete="CASCADE"), nullable=False)
     )
     coach_member_id: int = Field(sa_column=_member_fk(nullable=False, ondelete="CASCADE"))
     offered_at: datetime = Field(sa_type=UTCDateTime)
@@ -147,9 +146,7 @@ class CaseEvent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(
-        sa_column=Column(
-            Integer, ForeignKey("support_case.id", ondelete="CASCADE"), nullable=False
-        )
+        sa_column=Column(Integer, ForeignKey("support_case.id", ondelete="CASCADE"), nullable=False)
     )
     at: datetime = Field(sa_type=UTCDateTime)
     kind: str = Field(max_length=20)  # created, offered, passed, timed_out, accepted, …
@@ -166,9 +163,7 @@ class CaseMessage(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(
-        sa_column=Column(
-            Integer, ForeignKey("support_case.id", ondelete="CASCADE"), nullable=False
-        )
+        sa_column=Column(Integer, ForeignKey("support_case.id", ondelete="CASCADE"), nullable=False)
     )
     at: datetime = Field(sa_type=UTCDateTime)
     sender: str = Field(max_length=10)  # "member" | "coach"

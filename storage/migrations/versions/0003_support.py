@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("feedback", sa.Integer(), nullable=True),
         sa.Column("followup_due_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("followup_sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("followup_declined", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(["coach_member_id"], ["member.id"], ondelete="SET NULL"),
         sa.ForeignKeyConstraint(["member_id"], ["member.id"], ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id"),
@@ -109,7 +110,6 @@ def upgrade() -> None:
         batch_op.create_index("ix_support_offer_case", ["case_id"], unique=False)
         batch_op.create_index("ix_support_offer_coach", ["coach_member_id", "status"], unique=False)
         batch_op.create_index("ix_support_offer_due", ["status", "due_at"], unique=False)
-
 
 
 def downgrade() -> None:
