@@ -129,6 +129,13 @@ def build_registry(seen: list) -> Registry:
         await ctx.send(ToMember(ctx.member_id), Message("pong by DM"))
         return "ping queued"
 
+    @registry.command("helpme", roles={Role.MEMBER}, preface=lambda s: f"FIRST {s.network.name}")
+    async def helpme(ctx: Context, count: int = 1) -> str:
+        """A command whose preface comes before anything else."""
+        if count > 5:
+            raise UserError("too many")
+        return f"helped {count}"
+
     @registry.action("thing")
     async def thing(ctx: Context, number: int) -> str:
         """A button carrying a number."""
@@ -753,3 +760,51 @@ def test_message_with_too_many_buttons_is_refused():
     """A Message with more than 25 buttons is refused."""
     with pytest.raises(ValueError, match="more than 25"):
         Message("x", tuple(Button(str(i), f"b:{i}") for i in range(26)))
+
+
+# --- preface ----------------------------------------------------------------------------------
+
+
+async def test_preface_comes_before_the_answer(core_bot):
+    """A command's preface is the first message of its reply, the answer after it."""
+    reply = await core_bot.app.core.command(actor(), "helpme", "2")
+    assert [m.text for m in reply.messages] == ["FIRST HeadsUp", "helped 2"]
+
+
+async def test_preface_comes_before_a_usage_error(core_bot):
+    """Bad arguments still get the preface first."""
+    reply = await core_bot.app.core.command(actor(), "helpme", "lots")
+    assert reply.messages[0].text == "FIRST HeadsUp"
+    assert "whole number" in reply.messages[1].text
+
+
+async def test_preface_comes_before_a_handler_refusal(core_bot):
+    """A UserError from the handler is answered after the preface."""
+    reply = await core_bot.app.core.command(actor(), "helpme", "9")
+    assert [m.text for m in reply.messages] == ["FIRST HeadsUp", "too many"]
+
+
+async def test_preface_comes_before_too_long_input(core_bot):
+    """Text over the limit is refused after the preface."""
+    reply = await core_bot.app.core.command(actor(), "helpme", "1" + " " * MAX_INPUT)
+    assert reply.messages[0].text == "FIRST HeadsUp" and "a bit long" in reply.messages[1].text
+
+
+async def test_preface_survives_the_database_being_down(core_bot, monkeypatch):
+    """With the database down the preface still comes first, then "temporarily unavailable"."""
+
+    @asynccontextmanager
+    async def broken_session():
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(core_bot.app.database, "session", broken_session)
+    reply = await core_bot.app.core.command(actor(), "helpme")
+    assert reply.messages[0].text == "FIRST HeadsUp"
+    assert "temporarily unavailable" in reply.messages[1].text
+
+
+async def test_commands_without_a_preface_answer_alone(core_bot):
+    """No preface, no extra message."""
+    reply = await core_bot.app.core.command(actor(), "echo", "hi")
+    assert [m.text for m in reply.messages] == ["word='hi'"]
