@@ -247,7 +247,7 @@ class DeliveryWorker:
 
     async def _target(self, row: OutboxMessage) -> Target:
         if row.kind != "dm":
-            return Target("channel", row.recipient)
+            return Target("channel", row.recipient, nonce=str(row.id))
         async with self.database.session() as session:
             identity = (
                 await session.exec(
@@ -256,7 +256,8 @@ class DeliveryWorker:
                     )
                 )
             ).first()
-        return Target("dm", row.recipient, identity.dm_channel_id if identity else None)
+        dm_channel = identity.dm_channel_id if identity else None
+        return Target("dm", row.recipient, dm_channel, nonce=str(row.id))
 
     async def _original_ref(self, row: OutboxMessage) -> SentRef | None:
         """Where the message to edit lives; defer while it is unsent, drop if it never will be."""

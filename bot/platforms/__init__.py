@@ -9,7 +9,7 @@ listens until the platform is done, ``send``/``edit`` deliver what the outbox wo
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from bot.ui import Channel, Message
@@ -25,6 +25,9 @@ class Target:
     kind: str  # "dm" | "channel"
     recipient: str  # platform user id, or a Channel value
     dm_channel_id: str | None = None  # known DM channel, saves a lookup
+    # The outbox row id: a platform that deduplicates on a key (Discord's nonce) makes a resend
+    # after a crash harmless. Not part of where the message goes, so not compared.
+    nonce: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

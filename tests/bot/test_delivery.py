@@ -168,6 +168,17 @@ async def test_dm_is_sent_once_to_the_members_platform_user(env):
     assert env.discord.sent == []
 
 
+async def test_each_send_carries_its_outbox_row_id_as_nonce(env):
+    """The platform gets the row id, so a resend after a crash can be recognised as a repeat."""
+    alice = await env.member("slack", "U1")
+    [dm] = await env.queue(ToMember(alice), PRIVATE)
+    posts = await env.queue(ToChannel(Channel.ANNOUNCEMENTS), Message("Webinar on Tuesday"))
+    post = next(row for row in posts if row.platform == "slack")
+    await env.worker.drain()
+    sent = [target.nonce for target, _ in env.slack.sent]
+    assert sent == [str(dm.id), str(post.id)]
+
+
 async def test_sent_dm_is_marked_sent_with_the_platform_message_id(env):
     """The row records sent status, time, attempt, and where the platform put the message."""
     alice = await env.member("slack", "U1")
