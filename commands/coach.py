@@ -16,6 +16,7 @@ from commands.support import (
     OfferStatus,
     case_buttons,
     coach_cases,
+    lock_case,
     next_coach,
     offer,
     profile_of,
@@ -112,6 +113,10 @@ async def off(ctx: Context) -> Message:
         )
     ).all()
     for made in pending:
+        await lock_case(ctx.session, made.case_id)
+        await ctx.session.refresh(made)
+        if made.status != OfferStatus.PENDING:
+            continue  # timed out or answered meanwhile: already moved on
         made.status, made.answered_at = OfferStatus.WITHDRAWN, ctx.now
         case = await ctx.session.get(SupportCase, made.case_id)
         assert case is not None

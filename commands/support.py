@@ -165,6 +165,15 @@ async def open_case_of(session: AsyncSession, member_id: int) -> SupportCase | N
     ).first()
 
 
+async def lock_case(session: AsyncSession, case_id: int) -> None:
+    """Hold the case's row until commit. Everything that changes a case and its offers locks the
+    case first (on PostgreSQL; SQLite has one writer anyway), so racing steps queue, never
+    deadlock."""
+    await session.exec(
+        select(SupportCase.id).where(col(SupportCase.id) == case_id).with_for_update()
+    )
+
+
 async def own_case(ctx: Context, case_id: int) -> SupportCase:
     """The asking member's own case; anyone else's is refused without saying whose it is."""
     case = await ctx.session.get(SupportCase, case_id)
@@ -316,15 +325,16 @@ async def connect(ctx: Context, case_id: int) -> Reply:
         f"Thank you. Your request is {case.number}, and it's safely with us. A coach will be "
         "with you as soon as they can — I'll message you here when one accepts."
     ]
-    if is_urgent(ctx.settings, words_of(services, case)):
-        case.urgent = True
-        await alert_coordinators(services, ctx.session, case, now, urgent=True)
+    case.urgent = is_urgent(ctx.settings, words_of(services, case))
+    outcome = await route(services, ctx.session, case, now, tell_member=False)
+    if case.urgent:
+        if outcome == "offered":  # escalating has alerted the coordinators already
+            await alert_coordinators(services, ctx.session, case, now, urgent=True)
         lines.append(
             "What you wrote tells me things may be very hard right now, so I've also told the "
             "coordinators. Please don't wait for a coach if you might be in danger:\n"
             f"{ctx.settings.support.emergency}"
         )
-    outcome = await route(services, ctx.session, case, now, tell_member=False)
     if outcome == "escalated":
         lines.append(delay_notice(ctx.settings))
     return Reply(
@@ -497,18 +507,16 @@ async def alert_coordinators(
     services: Services, session: AsyncSession, case: SupportCase, now: datetime, *, urgent: bool
 ) -> None:
     """Post the case (number and words, the name only if shared) with *Take it*."""
+    risk = " The member's words suggest immediate risk." if case.urgent else ""
     if urgent:
-        head = (
-            f"🚨 Urgent support request {case.number}: the member's words suggest immediate "
-            "risk. A coach is being asked too — if you can help now, take it."
-        )
+        also = " A coach is being asked too —" if case.status == CaseStatus.WAITING else ""
+        head = f"🚨 Urgent support request {case.number}:{risk}{also} if you can help now, take it."
     elif case.realerts:
         waited = int((now - (case.connected_at or now)).total_seconds() // 60)
-        head = f"⏰ Still waiting for a coach: {case.number}, for {waited} minutes now."
+        head = f"⏰ Still waiting for a coach: {case.number}, for {waited} minutes now.{risk}"
     else:
-        head = f"⚠️ Support request {case.number} needs someone: " + (
-            "no coach has accepted it." if case.status == CaseStatus.ESCALATED else ""
-        )
+        mark = "🚨 Urgent support" if case.urgent else "⚠️ Support"
+        head = f"{mark} request {case.number} needs someone: no coach is free to take it.{risk}"
     case.coordinators_alerted_at = case.coordinators_alerted_at or now
     await services.outbox.send(
         session,
@@ -537,6 +545,7 @@ async def withdraw_offers(
     ).all()
     for o in pending:
         o.status, o.answered_at = OfferStatus.WITHDRAWN, now
+        await record(session, case.id, now, "withdrawn", "system", o.coach_member_id)
         await services.outbox.edit(
             session, now, f"support:offer:{o.id}", Message(f"{case.number}: {why}")
         )
@@ -572,14 +581,16 @@ async def accept(ctx: Context, offer_id: int) -> Reply:
     made = await ctx.session.get(SupportOffer, offer_id)
     if made is None or made.coach_member_id != ctx.member_id:
         raise UserError(GONE)
+    await lock_case(ctx.session, made.case_id)
+    await ctx.session.refresh(made)
     case = await ctx.session.get(SupportCase, made.case_id)
     assert case is not None
     if made.status == OfferStatus.ACCEPTED:
         return Reply.of(f"You've already accepted {case.number} — it's yours. Thank you.")
     if made.status != OfferStatus.PENDING:
         raise UserError(
-            f"Thank you for answering — {case.number} has already gone to someone else, so "
-            "there's nothing you need to do."
+            f"Thank you for answering — that offer has ended and {case.number} has been passed "
+            "on, so there's nothing you need to do."
         )
     claimed = await ctx.session.exec(
         update(SupportOffer)
@@ -673,6 +684,8 @@ async def pass_(ctx: Context, offer_id: int) -> Reply:
     made = await ctx.session.get(SupportOffer, offer_id)
     if made is None or made.coach_member_id != ctx.member_id:
         raise UserError(GONE)
+    await lock_case(ctx.session, made.case_id)
+    await ctx.session.refresh(made)
     case = await ctx.session.get(SupportCase, made.case_id)
     assert case is not None
     if made.status != OfferStatus.PENDING:
@@ -982,14 +995,15 @@ async def expire_offers(services: Services, now: datetime) -> int:
     async with services.database.session() as session:
         due = (
             await session.exec(
-                select(SupportOffer.id).where(
+                select(SupportOffer.id, SupportOffer.case_id).where(
                     SupportOffer.status == OfferStatus.PENDING, col(SupportOffer.due_at) <= now
                 )
             )
         ).all()
     moved = 0
-    for offer_id in due:
+    for offer_id, case_id in due:
         async with services.database.session() as session:
+            await lock_case(session, case_id)
             claimed = await session.exec(
                 update(SupportOffer)
                 .where(
