@@ -13,14 +13,15 @@ async def test_help_lists_every_command_group(bot: ConsoleBot):
 async def test_help_shows_role_commands_as_others_for_a_member(bot: ConsoleBot):
     """A member sees coordinator commands named as theirs, not offered as their own."""
     out = await bot.say("/headsup help", as_="you")
-    assert "Coordinators also use: /checkin report, /event." in out
-    assert "• `/event [" not in out
+    others = "Coordinators also use: /checkin report, /event cancel, /event create, /event edit."
+    assert others in out
+    assert "• `/event create" not in out
 
 
 async def test_help_offers_coordinator_commands_to_a_coordinator(bot: ConsoleBot):
     """A coordinator's help lists /event among their own commands."""
     out = await bot.say("/headsup help", as_="coordinator")
-    assert "• `/event [" in out
+    assert "• `/event create [" in out and "• `/event edit <id>`" in out
 
 
 async def test_help_is_private(bot: ConsoleBot):
