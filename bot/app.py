@@ -133,6 +133,10 @@ class App:
                     out=console_out,
                 )
             )
+        if self.settings.discord_enabled:
+            from bot.platforms.discord import DiscordPlatform
+
+            found.append(DiscordPlatform(self.settings.discord))
         return found
 
     async def start(self) -> None:

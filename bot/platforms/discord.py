@@ -1,0 +1,1042 @@
+"""The Discord platform, on discord.py: application commands, buttons, forms (modals) and DMs.
+
+It only translates. A slash command becomes ``core.command``, a button press ``core.press``, a
+submitted modal ``core.submit``, a DM to the bot ``core.message``; the ``Reply`` comes back as
+ephemeral interaction answers, an edit of the message the button is on, or a modal. The outbox
+worker delivers everything else through ``send`` and ``edit``.
+
+Platform quirks that shaped this file:
+
+- An interaction must be answered within 3 seconds. The core usually answers well within that and
+  its first message becomes the direct answer; slower work is deferred after ``ACK_WITHIN``.
+  A command with a preface (``/support``'s signposting) answers with the preface at once, before
+  the core runs, and is never deferred.
+- A button's ``custom_id`` is the neutral action id itself, handled by one catch-all
+  ``DynamicItem``, and a modal's ``custom_id`` is the form's action, handled in ``on_interaction``:
+  nothing is kept in memory per message, so buttons and forms keep working after a restart.
+- Every send and every edit passes ``allowed_mentions=none``: an edit carrying only a new view
+  would otherwise let Discord re-read the text with default mentions.
+- A modal holds at most five inputs. A longer form shows its first five; the rest keep their
+  prefilled values. Commands whose form is longer (``/event create``, ``/event edit``) also take
+  the form's fields as options and submit the form the core returns, filled in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import io
+import re
+import secrets
+import time
+import zoneinfo
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal
+
+import aiohttp
+import discord
+import structlog
+import yarl
+from discord import app_commands
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+from bot.config import ConfigError, DiscordConfig
+from bot.core import Actor, CommandSpec, Param, Role
+from bot.platforms import DeliveryError, Platform, SentRef, Target
+from bot.ui import Channel, Form, Message, Reply, Style
+
+if TYPE_CHECKING:
+    from bot.core import Core
+
+log = structlog.get_logger("headsup.discord")
+
+# discord.py's own defaults, kept so a later start without overrides goes back to them.
+DISCORD_API_BASE = Route.BASE
+DISCORD_GATEWAY = DiscordWebSocket.DEFAULT_GATEWAY
+
+ACK_WITHIN = 2.0  # seconds: answer directly if the core is this quick, else defer first
+READY_TIMEOUT = 60.0  # seconds to wait for the gateway to say the server is there
+STOP_GRACE = 5.0  # seconds to let in-flight interactions finish on stop
+ROLE_CACHE_SECONDS = 300.0  # how long a member's roles, as Discord told us, are trusted
+MAX_RATELIMIT_WAIT = 30.0  # discord.py sleeps through shorter 429s; longer ones come back to us
+SEEN_IDS = 2048  # interaction and message ids remembered, to ignore a repeat after a resume
+
+MAX_CONTENT = 2000
+MAX_MODAL_INPUTS = 5
+MAX_LABEL = 45  # modal title and input labels
+MAX_BUTTON_LABEL = 80
+MAX_PLACEHOLDER = 100
+MAX_INPUT_LENGTH = 4000
+MAX_OPTION_LENGTH = 6000
+MAX_DESCRIPTION = 100
+MAX_CUSTOM_ID = 100
+BUTTONS_PER_ROW = 5
+# A modal's custom_id is the form's action, plus "|token" when fields past the fifth are held.
+OVERFLOW_ID = re.compile(r"(?s)(.*)\|([0-9a-f]{8})")
+
+# Discord cannot run a command that has subcommands without naming one, so a group's bare command
+# (`/checkin`) becomes this subcommand (`/checkin now`).
+BARE_SUBCOMMAND = "now"
+
+WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+# What each option asks for, by parameter name, where the usage word alone would be cryptic.
+OPTION_DESCRIPTIONS = {
+    "text": "What is happening (optional). Only you and your coach will see it.",
+    "day": "The day of the week",
+    "at": "The time, on the 24-hour clock, e.g. 08:00",
+    "timezone": "Your timezone, e.g. Europe/London",
+    "weeks": "A number of weeks",
+    "event_id": "The event's id, e.g. E12",
+    "span": "Hours like 18:00-22:00, or any",
+    "number": "A number, or none",
+}
+
+DMS_CLOSED = (
+    "A note: I couldn't send you a direct message recently — your Discord privacy settings "
+    "don't allow messages from me. To get your check-ins and replies from a coach, please allow "
+    "direct messages from this server's members (server menu → Privacy Settings)."
+)
+FORM_TOO_LATE = "Sorry — that took me too long to open the form. Please try once more."
+FORM_EXPIRED = "Sorry — that form has expired. Please open it again."
+SORRY = "Sorry — something went wrong on our side. Please try again in a moment."
+LEAVE_GAP = "Please fill in {missing} too, or leave out {given}."
+
+
+@dataclass(frozen=True)
+class FormOption:
+    """An option that fills a field of the form the command returns (see the module docstring)."""
+
+    name: str
+    description: str
+    required: bool = False
+
+
+EVENT_FIELDS = (
+    ("title", "The event's title"),
+    ("start", "Start, YYYY-MM-DD HH:MM in the network's timezone"),
+    ("duration", "How long: minutes, or like 1h30m"),
+    ("link", "The video-call link (https://…)"),
+    ("description", "What it's about (optional)"),
+    ("repeat_until", "Repeat weekly until YYYY-MM-DD (optional)"),
+)
+
+FORM_OPTIONS: dict[tuple[str, ...], tuple[FormOption, ...]] = {
+    ("event", "create"): tuple(
+        FormOption(name, text, required=i < 4) for i, (name, text) in enumerate(EVENT_FIELDS)
+    ),
+    ("event", "edit"): tuple(FormOption(name, text) for name, text in EVENT_FIELDS),
+}
+
+BUTTON_STYLES = {
+    Style.DEFAULT: discord.ButtonStyle.secondary,
+    Style.PRIMARY: discord.ButtonStyle.primary,
+    Style.DANGER: discord.ButtonStyle.danger,
+}
+
+NO_MENTIONS = discord.AllowedMentions.none()
+
+
+# --- buttons ---------------------------------------------------------------------------------
+
+
+class ActionButton(discord.ui.DynamicItem[discord.ui.Button], template=r"(?s)(?P<action>.+)"):
+    """Every button the bot shows: its custom_id is the neutral action id.
+
+    Registered once as a dynamic item, so a press is understood from the custom_id alone —
+    on any message, sent before or after a restart.
+    """
+
+    def __init__(
+        self,
+        action: str,
+        label: str = "…",
+        style: discord.ButtonStyle = discord.ButtonStyle.secondary,
+        row: int | None = None,
+    ) -> None:
+        super().__init__(
+            discord.ui.Button(label=label, style=style, custom_id=action, row=row), row=row
+        )
+        self.action = action
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
+    ) -> ActionButton:
+        return cls(match["action"], item.label or "…", item.style)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        client = interaction.client
+        if isinstance(client, _Client):
+            await client.platform.on_press(interaction, self.action)
+
+
+def button_view(message: Message) -> discord.ui.View | None:
+    """The message's buttons, five to a row; None when it has none."""
+    if not message.buttons:
+        return None
+    view = discord.ui.View(timeout=None)
+    for index, button in enumerate(message.buttons):
+        view.add_item(
+            ActionButton(
+                button.action,
+                _clip(button.label, MAX_BUTTON_LABEL),
+                BUTTON_STYLES.get(button.style, discord.ButtonStyle.secondary),
+                row=index // BUTTONS_PER_ROW,
+            )
+        )
+    return view
+
+
+def message_kwargs(message: Message, *, edit: bool = False) -> dict[str, Any]:
+    """discord.py keyword arguments for sending (or, whole, replacing) a message."""
+    kwargs: dict[str, Any] = {
+        "content": _clip(message.text, MAX_CONTENT),
+        "allowed_mentions": NO_MENTIONS,
+    }
+    view = button_view(message)
+    file = (
+        discord.File(io.BytesIO(message.attachment.content), filename=message.attachment.filename)
+        if message.attachment is not None
+        else None
+    )
+    if edit:
+        # An edit replaces the message whole: no buttons and no file unless the new one has them.
+        kwargs["view"] = view
+        kwargs["attachments"] = [file] if file is not None else []
+    else:
+        if view is not None:
+            kwargs["view"] = view
+        if file is not None:
+            kwargs["file"] = file
+    return kwargs
+
+
+# --- forms -----------------------------------------------------------------------------------
+
+
+def build_modal(form: Form, custom_id: str) -> discord.ui.Modal:
+    """The form as a modal of at most five text inputs, named by the fields' names."""
+    modal = discord.ui.Modal(title=_clip(form.title or "HeadsUp", MAX_LABEL), custom_id=custom_id)
+    for field in form.fields[:MAX_MODAL_INPUTS]:
+        modal.add_item(
+            discord.ui.TextInput(
+                label=_clip(field.label, MAX_LABEL),
+                custom_id=field.name,
+                style=discord.TextStyle.paragraph if field.multiline else discord.TextStyle.short,
+                required=field.required,
+                max_length=max(1, min(field.max_length, MAX_INPUT_LENGTH)),
+                default=field.value[:MAX_INPUT_LENGTH] or None,
+                placeholder=_clip(field.placeholder, MAX_PLACEHOLDER) or None,
+            )
+        )
+    # Submissions are handled in on_interaction from the custom_id alone (so a form opened
+    # before a restart still works); a stopped modal is not kept in discord.py's store.
+    modal.stop()
+    return modal
+
+
+def submitted_values(data: dict[str, Any]) -> dict[str, str]:
+    """Field name → text from a modal submission (inputs in action rows or in labels)."""
+    values: dict[str, str] = {}
+
+    def walk(components: list[dict[str, Any]]) -> None:
+        for component in components:
+            if component.get("type") == 4 and "custom_id" in component:
+                values[component["custom_id"]] = component.get("value") or ""
+            if "components" in component:
+                walk(component["components"])
+            if isinstance(component.get("component"), dict):
+                walk([component["component"]])
+
+    walk(data.get("components", []))
+    return values
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Option:
+    """One application-command option, and how its value becomes a word of command text."""
+
+    name: str
+    description: str
+    required: bool
+    annotation: Any
+    autocomplete: Callable[..., Awaitable[list[app_commands.Choice[str]]]] | None = None
+    rest: bool = False
+    form_field: bool = False
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What a Discord command stands for: `/group words…` plus options that fill its form."""
+
+    group: str
+    words: tuple[str, ...]
+    options: tuple[Option, ...]
+    spec: CommandSpec
+
+
+@cache
+def _zone_names() -> tuple[str, ...]:
+    return tuple(sorted(zoneinfo.available_timezones()))
+
+
+async def timezone_choices(
+    interaction: discord.Interaction, current: str
+) -> list[app_commands.Choice[str]]:
+    """Up to 25 IANA timezone names containing what has been typed so far."""
+    needle = current.strip().lower().replace(" ", "_")
+    names = [z for z in _zone_names() if needle in z.lower()] if needle else list(_zone_names())
+    names.sort(key=lambda z: (not z.lower().startswith(needle), "/" not in z, z))
+    return [app_commands.Choice(name=z, value=z) for z in names[:25]]
+
+
+def option_for(param: Param) -> Option:
+    """The option for a command parameter: typed, with choices or autocomplete where it helps."""
+    name = _option_name(param.name)
+    description = OPTION_DESCRIPTIONS.get(param.name) or param.metavar.capitalize()
+    autocomplete = None
+    annotation: Any
+    if param.choices:
+        annotation = Literal[param.choices]  # type: ignore[valid-type]
+    elif param.name == "day":
+        annotation = Literal[WEEKDAY_NAMES]  # type: ignore[valid-type]
+    elif param.name == "timezone":
+        annotation = str
+        autocomplete = timezone_choices
+    elif param.kind is int and (param.arg.parse is None or param.name == "weeks"):
+        annotation = int
+    elif param.arg.rest:
+        limit = min(param.arg.max_length, MAX_OPTION_LENGTH)
+        annotation = app_commands.Range[str, 1, limit]
+    else:
+        annotation = str
+    return Option(
+        name,
+        _clip(description, MAX_DESCRIPTION),
+        param.required,
+        annotation,
+        autocomplete,
+        rest=param.arg.rest,
+    )
+
+
+def invocations(registry_commands: dict[tuple[str, ...], CommandSpec]) -> dict[str, Any]:
+    """The Discord command tree for the registry: group → Invocation, or subcommand → Invocation.
+
+    A group with subcommands becomes a Discord group; its bare command (unless hidden) becomes
+    ``/group now``. A command without subcommands stays a top-level command.
+    """
+    tree: dict[str, Any] = {}
+    for path, spec in sorted(registry_commands.items()):
+        group = path[0]
+        has_subcommands = any(p[0] == group and len(p) > 1 for p in registry_commands)
+        words = path[1:]
+        form_options = FORM_OPTIONS.get(path, ())
+        # With its form's fields as options, a command's one-line text form is not offered.
+        options = tuple(option_for(p) for p in spec.params if not (form_options and p.arg.rest))
+        options += tuple(
+            Option(o.name, o.description, o.required, str, form_field=True) for o in form_options
+        )
+        invocation = Invocation(group, words, options, spec)
+        if not has_subcommands:
+            if not spec.hidden:
+                tree[group] = invocation
+            continue
+        if len(path) == 1 and spec.hidden:
+            continue
+        subcommand = path[1] if len(path) > 1 else BARE_SUBCOMMAND
+        tree.setdefault(group, {})[subcommand] = invocation
+    return tree
+
+
+def command_text(invocation: Invocation, values: dict[str, Any]) -> str:
+    """The command text the core reads: subcommand words, then each option as a word.
+
+    A value with spaces is quoted; the rest-of-line option goes last, as written. Raises
+    ValueError (with a kind message) when an optional value comes after one left out.
+    """
+    words = list(invocation.words)
+    skipped: str | None = None
+    for option in invocation.options:
+        if option.form_field:
+            continue
+        value = values.get(option.name)
+        if value is None or value == "":
+            skipped = skipped or option.name
+            continue
+        if skipped is not None:
+            raise ValueError(LEAVE_GAP.format(missing=f"`{skipped}`", given=f"`{option.name}`"))
+        text = str(value)
+        if not option.rest and (not text or any(c.isspace() for c in text)):
+            text = '"' + text.replace('"', "'") + '"'
+        words.append(text)
+    return " ".join(words)
+
+
+def _option_name(name: str) -> str:
+    return re.sub(r"[^a-z0-9_-]", "_", name.lower())[:32] or "value"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- the platform ----------------------------------------------------------------------------
+
+
+class DiscordPlatform(Platform):
+    """One bot user in one Discord server (``guild_id``), plus DMs with its members."""
+
+    name = "discord"
+
+    def __init__(self, config: DiscordConfig) -> None:
+        self.config = config
+        self.guild_id = int(config.guild_id)
+        self._core: Core | None = None
+        self._client: _Client | None = None
+        self._gateway: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._seen: OrderedDict[int, None] = OrderedDict()
+        self._roles: dict[int, tuple[frozenset[Role], float]] = {}
+        self._dm_told: dict[str, Any] = {}
+        self._overflow: dict[str, dict[str, str]] = {}
+        self._tree: dict[str, Any] = {}
+        self.handled = 0  # interactions and DMs handled to the end (for tests and health)
+
+    # --- Platform -------------------------------------------------------------------------
+
+    async def start(self, core: Core) -> None:
+        """Log in, sync the commands to the server, connect the gateway, wait for the server."""
+        self._core = core
+        self._ready = asyncio.Event()
+        point_discord_py_at(self.config)
+        client = _Client(self)
+        self._client = client
+        try:
+            await client.login(self.config.token.get_secret_value())
+            self._gateway = asyncio.create_task(client.connect(reconnect=True), name="discord")
+            ready = asyncio.create_task(self._ready.wait())
+            done, _ = await asyncio.wait(
+                {ready, self._gateway}, timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
+            ready.cancel()
+            if self._gateway in done:
+                self._gateway.result()  # raises what stopped it
+                raise ConfigError("discord: the gateway connection closed while starting")
+            if not done:
+                raise ConfigError(
+                    f"discord: no answer from the gateway within {READY_TIMEOUT:.0f} s "
+                    "(check discord.gateway_url and the network)"
+                )
+        except discord.LoginFailure:
+            await self._close()
+            raise ConfigError(
+                "discord.token: Discord did not accept the bot token (copy it again from the "
+                "Developer Portal → Bot → Reset Token)"
+            ) from None
+        except discord.PrivilegedIntentsRequired:
+            await self._close()
+            raise ConfigError(
+                "discord: the bot asked for intents it has not been granted"
+            ) from None
+        except discord.HTTPException as exc:
+            await self._close()
+            raise ConfigError(_start_problem(exc, self.config)) from None
+        except discord.ConnectionClosed as exc:
+            await self._close()
+            raise ConfigError(
+                f"discord: the gateway closed the connection while starting (code {exc.code})"
+            ) from None
+        except (aiohttp.ClientError, OSError, discord.GatewayNotFound) as exc:
+            await self._close()
+            raise ConfigError(
+                f"discord: cannot reach Discord at {self.config.api_base_url} "
+                f"({type(exc).__name__}); check discord.api_base_url and the network"
+            ) from None
+        except BaseException:
+            await self._close()
+            raise
+        log.info("discord.started", guild_id=self.guild_id, commands=len(self._tree))
+
+    async def run(self) -> None:
+        """Listen until stopped (the gateway reconnects by itself)."""
+        if self._gateway is not None:
+            await self._gateway
+
+    async def stop(self) -> None:
+        """Let interactions in hand finish, then disconnect."""
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=STOP_GRACE)
+        await self._close()
+        self._core = None
+        log.info("discord.stopped")
+
+    async def _close(self) -> None:
+        client, gateway = self._client, self._gateway
+        self._client, self._gateway = None, None
+        if client is not None:
+            await client.close()
+        if gateway is not None:
+            if not gateway.done():
+                gateway.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await gateway
+
+    def has_channel(self, channel: Channel) -> bool:
+        return bool(self._channel_id(channel.value, strict=False))
+
+    async def send(self, target: Target, message: Message) -> SentRef:
+        client = self.client
+        try:
+            if target.kind == "dm":
+                channel_id = target.dm_channel_id or await self._open_dm(target.recipient)
+            else:
+                channel_id = self._channel_id(target.recipient)
+            channel = client.get_partial_messageable(int(channel_id))
+            # The outbox row id as nonce (when the worker gives it): Discord then answers a
+            # resend after a crash with the first message instead of posting a second.
+            nonce = getattr(target, "nonce", None)
+            sent = await channel.send(**message_kwargs(message), nonce=nonce)
+        except discord.RateLimited as exc:
+            raise DeliveryError("429", retry_after=exc.retry_after) from None
+        except discord.HTTPException as exc:
+            raise delivery_error(exc) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise DeliveryError(f"network:{type(exc).__name__}") from None
+        except ValueError:
+            raise DeliveryError("bad_recipient", permanent=True) from None
+        log.info("discord.sent", kind=target.kind, channel_id=channel_id, message_id=sent.id)
+        return SentRef(str(channel_id), str(sent.id))
+
+    async def edit(self, ref: SentRef, message: Message) -> None:
+        client = self.client
+        try:
+            channel = client.get_partial_messageable(int(ref.channel_id))
+            await channel.get_partial_message(int(ref.message_id)).edit(
+                **message_kwargs(message, edit=True)
+            )
+        except ValueError:
+            raise DeliveryError("bad_ref", permanent=True) from None
+        except discord.RateLimited as exc:
+            raise DeliveryError("429", retry_after=exc.retry_after) from None
+        except discord.HTTPException as exc:
+            raise delivery_error(exc) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise DeliveryError(f"network:{type(exc).__name__}") from None
+        log.info("discord.edited", channel_id=ref.channel_id, message_id=ref.message_id)
+
+    # --- helpers for the Platform side ------------------------------------------------------
+
+    @property
+    def core(self) -> Core:
+        if self._core is None:
+            raise RuntimeError("the Discord platform has not been started")
+        return self._core
+
+    @property
+    def client(self) -> _Client:
+        if self._client is None:
+            raise DeliveryError("not_connected")
+        return self._client
+
+    def _channel_id(self, name: str, *, strict: bool = True) -> str:
+        places = {
+            Channel.ANNOUNCEMENTS.value: self.config.announce_channel_id,
+            Channel.COORDINATORS.value: self.config.coordinator_channel_id,
+        }
+        found = places.get(name, "")
+        if not found and strict:
+            raise DeliveryError("unknown_channel", permanent=True)
+        return found
+
+    async def _open_dm(self, user_id: str) -> int:
+        """The DM channel with a member (POST /users/@me/channels), for a first DM."""
+        channel = await self.client.create_dm(discord.Object(int(user_id)))
+        return channel.id
+
+    # --- commands: building and syncing ----------------------------------------------------
+
+    async def sync_commands(self, client: _Client) -> None:
+        """Register every command of the registry on the server, replacing what was there."""
+        guild = discord.Object(self.guild_id)
+        client.tree.clear_commands(guild=guild)
+        self._tree = invocations(self.core.registry.commands)
+        for name, node in self._tree.items():
+            client.tree.add_command(self._app_command(name, node), guild=guild)
+        await client.tree.sync(guild=guild)
+        log.info("discord.commands_synced", guild_id=self.guild_id, commands=len(self._tree))
+
+    def _app_command(self, name: str, node: Any) -> app_commands.Command | app_commands.Group:
+        if isinstance(node, Invocation):
+            return self._leaf(name, node)
+        bare = self.core.registry.commands.get((name,))
+        description = (bare.help if bare is not None else "") or _group_help(name, node)
+        group = app_commands.Group(name=name, description=_clip(description, MAX_DESCRIPTION))
+        for sub_name, invocation in sorted(node.items()):
+            group.add_command(self._leaf(sub_name, invocation))
+        return group
+
+    def _leaf(self, name: str, invocation: Invocation) -> app_commands.Command:
+        platform = self
+
+        async def callback(interaction: discord.Interaction, **values: Any) -> None:
+            await platform.on_command(interaction, invocation, values)
+
+        parameters = [
+            inspect.Parameter(
+                "interaction",
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=discord.Interaction,
+            )
+        ]
+        for option in invocation.options:
+            parameters.append(
+                inspect.Parameter(
+                    option.name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    annotation=option.annotation,
+                    default=inspect.Parameter.empty if option.required else None,
+                )
+            )
+        callback.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        callback.__discord_app_commands_param_description__ = {  # type: ignore[attr-defined]
+            o.name: o.description for o in invocation.options
+        }
+        callback.__discord_app_commands_param_autocomplete__ = {  # type: ignore[attr-defined]
+            o.name: o.autocomplete for o in invocation.options if o.autocomplete is not None
+        }
+        description = invocation.spec.help or invocation.spec.name
+        return app_commands.Command(
+            name=name, description=_clip(description, MAX_DESCRIPTION), callback=callback
+        )
+
+    # --- incoming --------------------------------------------------------------------------
+
+    async def on_command(
+        self, interaction: discord.Interaction, invocation: Invocation, values: dict[str, Any]
+    ) -> None:
+        """A slash command: the preface first (if any), then the core's answer."""
+        if self._repeat(interaction.id):
+            return
+        async with self._handling():
+            name = "/" + " ".join((invocation.group, *invocation.words))
+            log.info("discord.command", command=name, interaction_id=interaction.id)
+            try:
+                actor = await self.actor_of(interaction.user)
+                try:
+                    text = command_text(invocation, values)
+                except ValueError as exc:
+                    await self._render(interaction, Reply.of(str(exc)), in_dm=False)
+                    return
+                spec = invocation.spec
+                preface = spec.preface(self.core.services.settings) if spec.preface else None
+                if preface is not None:
+                    await interaction.response.send_message(
+                        _clip(preface, MAX_CONTENT), ephemeral=True, allowed_mentions=NO_MENTIONS
+                    )
+                reply = await self._in_time(
+                    interaction, self.core.command(actor, invocation.group, text), thinking=True
+                )
+                if preface is not None and reply.messages and reply.messages[0].text == preface:
+                    reply.messages.pop(0)
+                form_values = {
+                    o.name: str(values[o.name])
+                    for o in invocation.options
+                    if o.form_field and values.get(o.name) not in (None, "")
+                }
+                if reply.form is not None and form_values:
+                    filled = {f.name: f.value for f in reply.form.fields} | form_values
+                    reply = await self._in_time(
+                        interaction,
+                        self.core.submit(actor, reply.form.action, filled),
+                        thinking=True,
+                    )
+                note = await self._dms_closed_note(actor)
+                if note is not None and reply.form is None:
+                    reply.messages.append(note)
+                await self._render(interaction, reply, in_dm=False)
+            except Exception as exc:
+                await self._failed(interaction, "command", exc)
+
+    async def on_press(self, interaction: discord.Interaction, action: str) -> None:
+        """A button: the core's answer may replace the message the button is on."""
+        if self._repeat(interaction.id):
+            return
+        async with self._handling():
+            in_dm = interaction.guild_id is None
+            log.info(
+                "discord.press",
+                action=action.partition(":")[0],
+                interaction_id=interaction.id,
+                in_dm=in_dm,
+            )
+            try:
+                actor = await self.actor_of(interaction.user)
+                reply = await self._in_time(
+                    interaction, self.core.press(actor, action, in_dm=in_dm), thinking=False
+                )
+                await self._render(interaction, reply, in_dm=in_dm, on_message=True)
+            except Exception as exc:
+                await self._failed(interaction, "press", exc)
+
+    async def on_modal(self, interaction: discord.Interaction) -> None:
+        """A submitted modal: its custom_id is the form's action."""
+        if self._repeat(interaction.id):
+            return
+        async with self._handling():
+            data: dict[str, Any] = dict(interaction.data or {})  # type: ignore[arg-type]
+            custom_id = str(data.get("custom_id", ""))
+            in_dm = interaction.guild_id is None
+            kept_fields = OVERFLOW_ID.fullmatch(custom_id)
+            action, token = kept_fields.groups() if kept_fields else (custom_id, "")
+            log.info(
+                "discord.submit",
+                action=action.partition(":")[0],
+                interaction_id=interaction.id,
+                in_dm=in_dm,
+            )
+            try:
+                values = submitted_values(data)
+                if token:
+                    kept = self._overflow.pop(token, None)
+                    if kept is None:
+                        await self._render(interaction, Reply.of(FORM_EXPIRED), in_dm=in_dm)
+                        return
+                    values = kept | values
+                actor = await self.actor_of(interaction.user)
+                # A form opened from a button may be deferred as an update of that message;
+                # one opened from a command has no message to update, so it "thinks" instead.
+                reply = await self._in_time(
+                    interaction,
+                    self.core.submit(actor, action, values, in_dm=in_dm),
+                    thinking=interaction.message is None,
+                    ephemeral=not in_dm,
+                )
+                await self._render(
+                    interaction, reply, in_dm=in_dm, on_message=interaction.message is not None
+                )
+            except Exception as exc:
+                await self._failed(interaction, "submit", exc)
+
+    async def on_direct_message(self, message: discord.Message) -> None:
+        """A DM to the bot (not a command): the core decides (a relay, or the menu)."""
+        client = self._client
+        if (
+            client is None
+            or message.guild is not None
+            or message.author.bot
+            or (client.user is not None and message.author.id == client.user.id)
+            or message.type not in (discord.MessageType.default, discord.MessageType.reply)
+            or not message.content.strip()
+        ):
+            return
+        if self._repeat(message.id):
+            return
+        async with self._handling():
+            log.info("discord.direct_message", message_id=message.id, user_id=message.author.id)
+            try:
+                actor = await self.actor_of(message.author)
+                reply = await self.core.message(actor, message.content)
+                outgoing = list(reply.messages)
+                if reply.update is not None:
+                    outgoing.insert(0, reply.update)
+                if reply.form is not None:
+                    log.warning("discord.form_from_dm", action=reply.form.action.partition(":")[0])
+                for item in outgoing:
+                    await message.channel.send(**message_kwargs(item))
+            except Exception as exc:
+                log.exception("discord.dm_failed", message_id=message.id, error=type(exc).__name__)
+
+    def guild_available(self, guild: discord.Guild) -> None:
+        if guild.id == self.guild_id:
+            self._ready.set()
+
+    def gateway_ready(self) -> None:
+        # Every server in READY has arrived (or timed out); start even if ours wasn't there,
+        # so DMs and delivery still work, but say so.
+        client = self._client
+        if client is not None and client.get_guild(self.guild_id) is None:
+            log.warning("discord.guild_missing", guild_id=self.guild_id)
+        self._ready.set()
+
+    # --- who is asking -----------------------------------------------------------------------
+
+    async def actor_of(self, user: discord.User | discord.Member) -> Actor:
+        """The neutral actor: roles from the member's server roles (looked up for a DM)."""
+        if isinstance(user, discord.Member) and user.guild.id == self.guild_id:
+            roles = self._roles_from([r.id for r in user.roles])
+            self._roles[user.id] = (roles, time.monotonic())
+        else:
+            roles = await self._roles_of(user.id)
+        return Actor("discord", str(user.id), user.display_name, roles)
+
+    def _roles_from(self, role_ids: list[int]) -> frozenset[Role]:
+        found = set()
+        if self.config.coach_role_id and int(self.config.coach_role_id) in role_ids:
+            found.add(Role.COACH)
+        if self.config.coordinator_role_id and int(self.config.coordinator_role_id) in role_ids:
+            found.add(Role.COORDINATOR)
+        return frozenset(found)
+
+    async def _roles_of(self, user_id: int) -> frozenset[Role]:
+        """A member's roles when the event itself doesn't carry them (DMs): cached, else asked
+        for (GET /guilds/{id}/members/{user}, which needs no privileged intent)."""
+        cached = self._roles.get(user_id)
+        if cached is not None and time.monotonic() - cached[1] < ROLE_CACHE_SECONDS:
+            return cached[0]
+        try:
+            data = await self.client.http.get_member(self.guild_id, user_id)
+        except discord.NotFound:
+            roles: frozenset[Role] = frozenset()
+        except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
+            log.warning("discord.roles_unknown", user_id=user_id, error=type(exc).__name__)
+            return cached[0] if cached is not None else frozenset()
+        else:
+            roles = self._roles_from([int(r) for r in data.get("roles", [])])
+        self._roles[user_id] = (roles, time.monotonic())
+        return roles
+
+    async def _dms_closed_note(self, actor: Actor) -> Message | None:
+        """A short note when a DM to this member failed for good since we last told them."""
+        from sqlmodel import select
+
+        from storage.models import Identity
+
+        try:
+            async with self.core.services.database.session() as session:
+                failed_at = (
+                    await session.exec(
+                        select(Identity.dm_failed_at).where(
+                            Identity.platform == self.name, Identity.user_id == actor.user_id
+                        )
+                    )
+                ).first()
+        except Exception as exc:
+            log.warning("discord.dm_state_unknown", error=type(exc).__name__)
+            return None
+        if failed_at is None or self._dm_told.get(actor.user_id) == failed_at:
+            return None
+        self._dm_told[actor.user_id] = failed_at
+        return Message(DMS_CLOSED)
+
+    # --- answering an interaction ----------------------------------------------------------
+
+    async def _in_time(
+        self,
+        interaction: discord.Interaction,
+        work: Awaitable[Reply],
+        *,
+        thinking: bool,
+        ephemeral: bool = True,
+    ) -> Reply:
+        """Run the core; if it is slow, defer the interaction so Discord doesn't time it out."""
+        task = asyncio.ensure_future(work)
+        done, _ = await asyncio.wait({task}, timeout=ACK_WITHIN)
+        if not done and not interaction.response.is_done():
+            log.info("discord.deferred", interaction_id=interaction.id)
+            if thinking:
+                await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+            else:
+                await interaction.response.defer()
+        return await task
+
+    async def _render(
+        self,
+        interaction: discord.Interaction,
+        reply: Reply,
+        *,
+        in_dm: bool,
+        on_message: bool = False,
+    ) -> None:
+        response = interaction.response
+        messages = list(reply.messages)
+        if reply.form is not None:
+            if response.is_done():
+                messages.append(Message(FORM_TOO_LATE))
+            else:
+                await response.send_modal(self._modal(reply.form))
+                if messages:
+                    log.warning("discord.messages_with_form", count=len(messages))
+                return
+        if reply.update is not None:
+            if on_message:
+                kwargs = message_kwargs(reply.update, edit=True)
+                if response.is_done():
+                    await interaction.edit_original_response(**kwargs)
+                else:
+                    await response.edit_message(**kwargs)
+            else:
+                messages.insert(0, reply.update)
+        ephemeral = not in_dm
+        for item in messages:
+            kwargs = message_kwargs(item)
+            if response.is_done():
+                await interaction.followup.send(**kwargs, ephemeral=ephemeral)
+            else:
+                await response.send_message(**kwargs, ephemeral=ephemeral)
+        if not response.is_done():
+            await response.defer()  # a press with nothing to say: acknowledge it quietly
+
+    def _modal(self, form: Form) -> discord.ui.Modal:
+        custom_id = form.action
+        extra = {f.name: f.value for f in form.fields[MAX_MODAL_INPUTS:]}
+        if extra:
+            # Fields past the fifth keep their prefilled values, held here until submitted.
+            token = secrets.token_hex(4)
+            self._overflow[token] = extra
+            while len(self._overflow) > SEEN_IDS:
+                self._overflow.pop(next(iter(self._overflow)))
+            custom_id = f"{form.action}|{token}"
+        if len(custom_id) > MAX_CUSTOM_ID:
+            raise ValueError("form action too long for a Discord custom_id")
+        return build_modal(form, custom_id)
+
+    async def _failed(self, interaction: discord.Interaction, what: str, exc: Exception) -> None:
+        log.error(f"discord.{what}_failed", interaction_id=interaction.id, error=type(exc).__name__)
+        with contextlib.suppress(discord.HTTPException, aiohttp.ClientError, OSError):
+            if interaction.response.is_done():
+                await interaction.followup.send(
+                    SORRY, ephemeral=interaction.guild_id is not None, allowed_mentions=NO_MENTIONS
+                )
+            else:
+                await interaction.response.send_message(
+                    SORRY, ephemeral=interaction.guild_id is not None, allowed_mentions=NO_MENTIONS
+                )
+
+    # --- bookkeeping -----------------------------------------------------------------------
+
+    def _repeat(self, event_id: int) -> bool:
+        """True for an interaction or message seen before (Discord may resend on resume)."""
+        if event_id in self._seen:
+            log.info("discord.repeat_ignored", id=event_id)
+            return True
+        self._seen[event_id] = None
+        while len(self._seen) > SEEN_IDS:
+            self._seen.popitem(last=False)
+        return False
+
+    @contextlib.asynccontextmanager
+    async def _handling(self):
+        """Count this handler as in flight, so stop() lets it finish."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
+            self.handled += 1
+
+
+# --- the discord.py client -------------------------------------------------------------------
+
+
+class _Client(discord.Client):
+    """discord.py's client, wired to one DiscordPlatform."""
+
+    def __init__(self, platform: DiscordPlatform) -> None:
+        # The bot never joins voice: no warning about voice libraries that aren't installed.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
+        intents = discord.Intents.none()
+        intents.guilds = True  # the server, its roles and channels
+        intents.dm_messages = True  # DMs to the bot (their text needs no privileged intent)
+        super().__init__(
+            intents=intents,
+            application_id=int(platform.config.application_id),
+            allowed_mentions=NO_MENTIONS,
+            max_ratelimit_timeout=MAX_RATELIMIT_WAIT,
+        )
+        self.platform = platform
+        self.tree = app_commands.CommandTree(self)
+        self.tree.on_error = self._on_tree_error  # type: ignore[method-assign]
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(ActionButton)
+        await self.platform.sync_commands(self)
+
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        self.platform.guild_available(guild)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        self.platform.guild_available(guild)
+
+    async def on_ready(self) -> None:
+        self.platform.gateway_ready()
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self.platform.on_direct_message(message)
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        if interaction.type is discord.InteractionType.modal_submit:
+            await self.platform.on_modal(interaction)
+
+    async def _on_tree_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        # E.g. Discord still showing an older version of a command: say sorry, log the kind.
+        log.error(
+            "discord.command_error", interaction_id=interaction.id, error=type(error).__name__
+        )
+        with contextlib.suppress(discord.HTTPException, aiohttp.ClientError, OSError):
+            if not interaction.response.is_done():
+                await interaction.response.send_message(
+                    SORRY, ephemeral=True, allowed_mentions=NO_MENTIONS
+                )
+
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        log.exception("discord.event_error", handler=event_method)
+
+
+def point_discord_py_at(config: DiscordConfig) -> None:
+    """Aim discord.py at the configured REST base and gateway (a proxy, or a test double).
+
+    Both are class attributes in discord.py, so they apply to the whole process — there is one
+    Discord connection per process.
+    """
+    Route.BASE = config.api_base_url.rstrip("/")
+    DiscordWebSocket.DEFAULT_GATEWAY = (
+        yarl.URL(config.gateway_url) if config.gateway_url else DISCORD_GATEWAY
+    )
+
+
+def delivery_error(exc: discord.HTTPException) -> DeliveryError:
+    """Discord's answer as the delivery worker's kind of failure."""
+    if exc.code == 50007:  # Cannot send messages to this user: their DMs are closed to us
+        return DeliveryError("50007", permanent=True)
+    if exc.status == 429:  # still limited after discord.py's own waits
+        return DeliveryError("429", retry_after=MAX_RATELIMIT_WAIT)
+    if exc.status >= 500:
+        return DeliveryError(f"http_{exc.status}")
+    code = f"{exc.status}:{exc.code}"
+    if exc.status in (400, 404):  # malformed, or the channel/message is gone: retrying won't help
+        return DeliveryError(code, permanent=True)
+    return DeliveryError(code)  # e.g. 403 missing permissions: an admin can fix it
+
+
+def _start_problem(exc: discord.HTTPException, config: DiscordConfig) -> str:
+    if exc.status == 403 or exc.code in (50001, 10004):
+        return (
+            f"discord: Discord refused to set up the commands in server {config.guild_id} "
+            f"(HTTP {exc.status}, code {exc.code}) — is the bot in that server, invited with "
+            "the bot and applications.commands scopes, and is discord.guild_id right?"
+        )
+    return (
+        f"discord: Discord answered HTTP {exc.status} (code {exc.code}) while starting; "
+        "check discord.application_id and discord.guild_id"
+    )
+
+
+def _group_help(name: str, node: dict[str, Invocation]) -> str:
+    return "Commands: " + ", ".join(f"/{name} {sub}" for sub in sorted(node))
