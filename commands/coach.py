@@ -14,7 +14,6 @@ from commands.schedule import parse_time, parse_timezone
 from commands.support import (
     CaseStatus,
     OfferStatus,
-    case_buttons,
     coach_cases,
     lock_case,
     next_coach,
@@ -247,6 +246,3 @@ async def hours(
         profile.timezone = timezone
     profile.updated_at = ctx.now
     return Message(f"Done. {describe(profile)}")
-
-
-__all__ = ["case_buttons"]

@@ -62,7 +62,6 @@ from storage.support import (
     OfferStatus,
     SupportCase,
     SupportOffer,
-    case_number,
 )
 
 log = structlog.get_logger("headsup.support")
@@ -575,9 +574,9 @@ async def claim_case(ctx: Context, case: SupportCase) -> bool:
     return True
 
 
-@registry.action("support.accept", roles={Role.COACH})
-async def accept(ctx: Context, offer_id: int) -> Reply:
-    """*Accept* on an offer: the case is yours, if it is still waiting for you."""
+async def own_offer(ctx: Context, offer_id: int) -> tuple[SupportOffer, SupportCase]:
+    """The asking coach's own offer, read again under the case's lock, and its case; anyone
+    else's is refused without saying whose it is."""
     made = await ctx.session.get(SupportOffer, offer_id)
     if made is None or made.coach_member_id != ctx.member_id:
         raise UserError(GONE)
@@ -585,6 +584,13 @@ async def accept(ctx: Context, offer_id: int) -> Reply:
     await ctx.session.refresh(made)
     case = await ctx.session.get(SupportCase, made.case_id)
     assert case is not None
+    return made, case
+
+
+@registry.action("support.accept", roles={Role.COACH})
+async def accept(ctx: Context, offer_id: int) -> Reply:
+    """*Accept* on an offer: the case is yours, if it is still waiting for you."""
+    made, case = await own_offer(ctx, offer_id)
     if made.status == OfferStatus.ACCEPTED:
         return Reply.of(f"You've already accepted {case.number} — it's yours. Thank you.")
     if made.status != OfferStatus.PENDING:
@@ -681,13 +687,7 @@ def case_buttons(case: SupportCase) -> tuple[Button, ...]:
 @registry.action("support.pass", roles={Role.COACH})
 async def pass_(ctx: Context, offer_id: int) -> Reply:
     """*Pass* on an offer: the next coach is asked at once."""
-    made = await ctx.session.get(SupportOffer, offer_id)
-    if made is None or made.coach_member_id != ctx.member_id:
-        raise UserError(GONE)
-    await lock_case(ctx.session, made.case_id)
-    await ctx.session.refresh(made)
-    case = await ctx.session.get(SupportCase, made.case_id)
-    assert case is not None
+    made, case = await own_offer(ctx, offer_id)
     if made.status != OfferStatus.PENDING:
         return Reply.of(f"Thank you — {case.number} is no longer waiting on you.")
     made.status, made.answered_at = OfferStatus.PASSED, ctx.now
@@ -1157,6 +1157,3 @@ async def forget_drafts(services: Services, now: datetime) -> int:
         )
         await session.commit()
     return result.rowcount or 0
-
-
-__all__ = ["case_number", "is_urgent", "route", "signposting"]
