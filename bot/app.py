@@ -76,6 +76,11 @@ def channel_platforms(settings: Settings) -> dict[Channel, list[str]]:
     return places
 
 
+def calendar_platforms(settings: Settings) -> list[str]:
+    """Platforms that keep their own calendar of events (Discord's scheduled events)."""
+    return ["discord"] if settings.discord_enabled else []
+
+
 def default_registry() -> Registry:
     """The registry with every feature's commands, actions and due jobs."""
     import commands
@@ -103,7 +108,8 @@ class App:
         self.cipher = make_cipher(settings)
         self.registry = registry or default_registry()
         places = channel_platforms(settings)
-        self.outbox = Outbox(self.cipher, lambda channel: places[channel])
+        calendars = calendar_platforms(settings)
+        self.outbox = Outbox(self.cipher, lambda channel: places[channel], lambda: calendars)
         self.services = Services(
             settings, self.clock, self.database, self.cipher, self.outbox, self.registry
         )

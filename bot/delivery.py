@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import Clock
 from bot.platforms import DeliveryError, Platform, SentRef, Target
-from bot.ui import Channel, Destination, Message, Priority, ToChannel, ToMember
+from bot.ui import CalendarEntry, Channel, Destination, Message, Priority, ToChannel, ToMember
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.members import identity_of
@@ -39,9 +39,15 @@ BATCH = 50
 class Outbox:
     """Writes outbox rows in the caller's session: they commit, or vanish, with the change."""
 
-    def __init__(self, cipher: Cipher, channel_platforms: Callable[[Channel], list[str]]) -> None:
+    def __init__(
+        self,
+        cipher: Cipher,
+        channel_platforms: Callable[[Channel], list[str]],
+        calendar_platforms: Callable[[], list[str]] = list,
+    ) -> None:
         self._cipher = cipher
         self._channel_platforms = channel_platforms
+        self._calendar_platforms = calendar_platforms
 
     async def send(
         self,
@@ -79,7 +85,7 @@ class Outbox:
         session: AsyncSession,
         now: datetime,
         key: str,
-        message: Message,
+        message: Message | CalendarEntry,
         *,
         priority: Priority = Priority.NORMAL,
     ) -> list[OutboxMessage]:
@@ -115,11 +121,43 @@ class Outbox:
         await session.flush()
         return rows
 
-    def _seal(self, message: Message) -> str:
+    async def calendar(
+        self, session: AsyncSession, now: datetime, key: str, entry: CalendarEntry
+    ) -> list[OutboxMessage]:
+        """Create, or bring up to date, the native calendar entry `key` on every platform that
+        keeps one. The first call for a key creates it; later calls edit what it created."""
+        platforms = self._calendar_platforms()
+        if not platforms:
+            return []
+        exists = (
+            await session.exec(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(
+                    OutboxMessage.message_key == key,
+                    col(OutboxMessage.status).in_([OutboxStatus.PENDING, OutboxStatus.SENT]),
+                )
+            )
+        ).one()
+        if exists:
+            return await self.edit(session, now, key, entry)
+        payload = self._seal(entry)
+        rows = [
+            self._row(now, p, "calendar", "events", payload, Priority.NORMAL, key)
+            for p in platforms
+        ]
+        session.add_all(rows)
+        await session.flush()
+        return rows
+
+    def _seal(self, message: Message | CalendarEntry) -> str:
         return self._cipher.encrypt(json.dumps(message.to_json()))
 
     def open(self, payload: str) -> Message:
         return Message.from_json(json.loads(self._cipher.decrypt(payload)))
+
+    def open_entry(self, payload: str) -> CalendarEntry:
+        return CalendarEntry.from_json(json.loads(self._cipher.decrypt(payload)))
 
     @staticmethod
     def _row(now, platform, kind, recipient, payload, priority, key, edit_of=None):
@@ -227,6 +265,12 @@ class DeliveryWorker:
     async def _deliver(self, row: OutboxMessage) -> int:
         platform = self.platforms[row.platform]
         try:
+            if row.kind == "calendar":
+                ref = await self._publish_calendar(platform, row)
+                if ref is None:
+                    return 0
+                await self._sent(row, ref)
+                return 1
             message = self.outbox.open(row.payload)
             if row.edit_of is not None:
                 ref = await self._original_ref(row)
@@ -244,6 +288,16 @@ class DeliveryWorker:
             return 0
         await self._sent(row, ref)
         return 1
+
+    async def _publish_calendar(self, platform: Platform, row: OutboxMessage) -> SentRef | None:
+        entry = self.outbox.open_entry(row.payload)
+        if row.edit_of is None:
+            return await platform.publish_calendar(entry, None)
+        ref = await self._original_ref(row)
+        if ref is None:
+            return None
+        await platform.publish_calendar(entry, ref)
+        return ref
 
     async def _target(self, row: OutboxMessage) -> Target:
         if row.kind != "dm":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import IntEnum, StrEnum
 from typing import Any
 
@@ -118,6 +119,46 @@ class Form:
     title: str
     fields: tuple[FormField, ...]
     submit_label: str = "Submit"
+
+
+@dataclass(frozen=True)
+class CalendarEntry:
+    """An event as a platform's own calendar shows it (Discord's scheduled events).
+
+    ``link`` is None while the video link is only for those who replied: a native event is seen
+    by everyone in the server, so it then carries ``place`` instead.
+    """
+
+    title: str
+    starts_at: datetime
+    ends_at: datetime
+    description: str = ""
+    link: str | None = None
+    place: str = "Video call"
+    cancelled: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "starts_at": self.starts_at.isoformat(),
+            "ends_at": self.ends_at.isoformat(),
+            "description": self.description,
+            "link": self.link,
+            "place": self.place,
+            "cancelled": self.cancelled,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CalendarEntry:
+        return cls(
+            title=data["title"],
+            starts_at=datetime.fromisoformat(data["starts_at"]),
+            ends_at=datetime.fromisoformat(data["ends_at"]),
+            description=data.get("description", ""),
+            link=data.get("link"),
+            place=data.get("place", "Video call"),
+            cancelled=bool(data.get("cancelled", False)),
+        )
 
 
 class Channel(StrEnum):

@@ -37,6 +37,7 @@ from bot.ui import (
     MAX_TEXT,
     Attachment,
     Button,
+    CalendarEntry,
     Channel,
     Destination,
     Form,
@@ -113,6 +114,12 @@ class Work:
     async def edit(self, key: str, message: Message) -> None:
         await self.services.outbox.edit(self.session, self.now, key, message)
 
+    async def calendar(self, event: Event) -> None:
+        """Create or update the event's entry in each platform's own calendar."""
+        await self.services.outbox.calendar(
+            self.session, self.now, calendar_key(_id(event)), calendar_entry(event)
+        )
+
 
 # --- words and times -------------------------------------------------------------------------
 
@@ -172,6 +179,32 @@ def _id(event: Event) -> int:
 
 def announce_key(event_id: int) -> str:
     return f"event:{event_id}:announce"
+
+
+def calendar_key(event_id: int) -> str:
+    return f"event:calendar:{event_id}"
+
+
+PRIVATE_LINK_PLACE = "Video call — the link goes to everyone who replies Going or Maybe"
+
+
+def calendar_entry(event: Event) -> CalendarEntry:
+    """The event as a platform's native calendar shows it to the whole server: the video link
+    only once the coordinator has made it public, as on the announcement."""
+    how = (
+        f"{event_code(_id(event))} — reply Going or Maybe on the announcement (or with /events) "
+        "for a reminder with the video link."
+    )
+    description = f"{event.description}\n\n{how}" if event.description else how
+    return CalendarEntry(
+        title=event.title,
+        starts_at=event.starts_at,
+        ends_at=event.ends_at,
+        description=description,
+        link=event.link if event.link_public else None,
+        place=PRIVATE_LINK_PLACE,
+        cancelled=event.status == EventStatus.CANCELLED,
+    )
 
 
 def named(event: Event) -> str:
@@ -545,6 +578,7 @@ async def announce(work: Work, event: Event, series: EventSeries | None) -> None
         announcement(event, series, Counter(), work),
         key=announce_key(_id(event)),
     )
+    await work.calendar(event)
 
 
 # --- calendar files --------------------------------------------------------------------------
@@ -789,6 +823,7 @@ async def show_link(ctx: Context, event_id: int) -> Reply:
             target.link_public = True
             target.updated_at = ctx.now
             await refresh_announcement(work, target)
+            await work.calendar(target)
     log.info("event.link_public", event_id=event_id, events=len(targets))
     return Reply(
         update=Message(
@@ -1245,6 +1280,8 @@ async def apply_edit(work: Work, event: Event, details: Details, *, rest: bool) 
 
     for target in [*changed, *renamed]:
         await refresh_announcement(work, target)
+    for target in changed:
+        await work.calendar(target)
     told = await notices.send(work, "Some events you replied to have changed:", _change_buttons)
     log.info(
         "event.edited",
@@ -1411,6 +1448,7 @@ async def _cancel(work: Work, notices: Notices, event: Event) -> None:
         )
     )
     await refresh_announcement(work, event)
+    await work.calendar(event)
     await notice_cancel(work, notices, event)
 
 

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
-from bot.ui import Channel, Message
+from bot.ui import CalendarEntry, Channel, Message
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -75,6 +75,12 @@ class Platform(ABC):
     @abstractmethod
     async def edit(self, ref: SentRef, message: Message) -> None:
         """Replace a message sent earlier, whole."""
+
+    async def publish_calendar(self, entry: CalendarEntry, ref: SentRef | None) -> SentRef:
+        """Create (``ref`` None) or update the platform's own calendar entry for an event.
+
+        Only platforms named by the app's ``calendar_platforms`` are ever asked."""
+        raise DeliveryError("calendar_unsupported", permanent=True)
 
     def has_channel(self, channel: Channel) -> bool:
         """Whether this platform has a place configured for the shared channel."""

@@ -48,7 +48,7 @@ from discord.http import Route
 from bot.config import ConfigError, DiscordConfig
 from bot.core import Actor, CommandSpec, Param, Role
 from bot.platforms import DeliveryError, Platform, SentRef, Target
-from bot.ui import Channel, Form, Message, Reply, Style
+from bot.ui import CalendarEntry, Channel, Form, Message, Reply, Style
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -74,6 +74,10 @@ MAX_PLACEHOLDER = 100
 MAX_INPUT_LENGTH = 4000
 MAX_OPTION_LENGTH = 6000
 MAX_DESCRIPTION = 100
+MAX_EVENT_NAME = 100  # a scheduled event's name
+MAX_EVENT_LOCATION = 100  # an external scheduled event's location
+MAX_EVENT_DESCRIPTION = 1000
+LINK_IN_DESCRIPTION = "Video call (the link is in the description)"
 MAX_CUSTOM_ID = 100
 BUTTONS_PER_ROW = 5
 # A modal's custom_id is the form's action, plus "|token" when fields past the fifth are held.
@@ -534,6 +538,40 @@ class DiscordPlatform(Platform):
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise DeliveryError(f"network:{type(exc).__name__}") from None
         log.info("discord.edited", channel_id=ref.channel_id, message_id=ref.message_id)
+
+    async def publish_calendar(self, entry: CalendarEntry, ref: SentRef | None) -> SentRef:
+        """The event as a native scheduled event (external: Discord shows the location)."""
+        fields = scheduled_event_fields(entry)
+        try:
+            guild = self.client.get_guild(self.guild_id) or await self.client.fetch_guild(
+                self.guild_id
+            )
+            if ref is None:
+                created = await guild.create_scheduled_event(
+                    **fields,
+                    entity_type=discord.EntityType.external,
+                    privacy_level=discord.PrivacyLevel.guild_only,
+                )
+                log.info("discord.event_created", scheduled_event_id=created.id)
+                return SentRef("", str(created.id))
+            event = await guild.fetch_scheduled_event(int(ref.message_id), with_counts=False)
+            if not entry.cancelled:
+                await event.edit(**fields)
+            elif event.status is discord.EventStatus.scheduled:
+                await event.cancel()
+            elif event.status is discord.EventStatus.active:
+                await event.end()
+            # Already over or cancelled: nothing left to change.
+        except ValueError:
+            raise DeliveryError("bad_ref", permanent=True) from None
+        except discord.RateLimited as exc:
+            raise DeliveryError("429", retry_after=exc.retry_after) from None
+        except discord.HTTPException as exc:
+            raise delivery_error(exc) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise DeliveryError(f"network:{type(exc).__name__}") from None
+        log.info("discord.event_updated", scheduled_event_id=ref.message_id)
+        return ref
 
     # --- helpers for the Platform side ------------------------------------------------------
 
@@ -997,6 +1035,26 @@ class _Client(discord.Client):
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         log.exception("discord.event_error", handler=event_method)
+
+
+def scheduled_event_fields(entry: CalendarEntry) -> dict[str, Any]:
+    """Name, times, location and description within Discord's limits. The video link is the
+    location when it fits in 100 characters, else it goes at the top of the description."""
+    description = entry.description
+    if entry.link is None:
+        location = entry.place
+    elif len(entry.link) <= MAX_EVENT_LOCATION:
+        location = entry.link
+    else:
+        location = LINK_IN_DESCRIPTION
+        description = f"Video link: {entry.link}\n\n{description}"
+    return {
+        "name": _clip(entry.title, MAX_EVENT_NAME),
+        "start_time": entry.starts_at,
+        "end_time": entry.ends_at,
+        "location": _clip(location, MAX_EVENT_LOCATION),
+        "description": _clip(description, MAX_EVENT_DESCRIPTION),
+    }
 
 
 def point_discord_py_at(config: DiscordConfig) -> None:

@@ -19,7 +19,7 @@ from bot.clock import Clock
 from bot.core import Actor
 from bot.delivery import BACKOFF_FIRST, LEASE, DeliveryWorker, Outbox
 from bot.platforms import DeliveryError, Platform, SentRef, Target
-from bot.ui import Button, Channel, Message, Priority, ToChannel, ToMember
+from bot.ui import Button, CalendarEntry, Channel, Message, Priority, ToChannel, ToMember
 from storage.crypto import Cipher
 from storage.db import Database
 from storage.members import member_for
@@ -849,3 +849,80 @@ async def test_logs_never_contain_message_text(env):
     rendered = repr(logs)
     for words in (PRIVATE, "inspection", secret_edit, "governors"):
         assert words not in rendered
+
+
+# --- native calendar entries ------------------------------------------------------------------
+
+ENTRY = CalendarEntry(
+    "Heads together", START + timedelta(days=7), START + timedelta(days=7, hours=1)
+)
+
+
+async def queue_calendar(env, outbox: Outbox, entry: CalendarEntry) -> list[OutboxMessage]:
+    async with env.database.session() as session:
+        rows = await outbox.calendar(session, env.now(), "event:calendar:1", entry)
+        await session.commit()
+    return rows
+
+
+def calendar_outbox(env) -> Outbox:
+    """An outbox for which Discord keeps native calendar entries and Slack does not."""
+    return Outbox(env.cipher, lambda channel: PLACES[channel], lambda: ["discord"])
+
+
+async def test_calendar_entry_goes_only_to_platforms_that_keep_one(env):
+    """A calendar entry is queued for Discord alone and created there once."""
+    rows = await queue_calendar(env, calendar_outbox(env), ENTRY)
+    assert [r.platform for r in rows] == ["discord"]
+    assert await env.worker.drain() == 1
+    assert env.discord.calendar == [(None, ENTRY)]
+    assert env.slack.calendar == []
+
+
+async def test_without_calendar_platforms_nothing_is_queued(env):
+    """With no platform keeping a calendar, publishing an entry queues nothing."""
+    assert await queue_calendar(env, env.outbox, ENTRY) == []
+    assert await env.rows() == []
+
+
+async def test_a_changed_entry_edits_the_one_created(env):
+    """Publishing the same key again updates the entry the platform created, by its id."""
+    outbox = calendar_outbox(env)
+    await queue_calendar(env, outbox, ENTRY)
+    await env.worker.drain()
+    (created_ref, _), *_ = env.discord.calendar
+    cancelled = CalendarEntry(ENTRY.title, ENTRY.starts_at, ENTRY.ends_at, cancelled=True)
+    [edit] = await queue_calendar(env, outbox, cancelled)
+    assert edit.edit_of == "event:calendar:1"
+    await env.worker.drain()
+    ref, entry = env.discord.calendar[-1]
+    assert ref is not None and ref.message_id == "discord-event-1"
+    assert entry.cancelled
+    assert created_ref is None
+
+
+async def test_a_change_before_the_entry_exists_waits_for_it(env):
+    """An update queued while the creation is still unsent is applied after the creation."""
+    outbox = calendar_outbox(env)
+    env.discord.fail_next(DeliveryError("http_500"))
+    await queue_calendar(env, outbox, ENTRY)
+    renamed = CalendarEntry("Heads apart", ENTRY.starts_at, ENTRY.ends_at)
+    await queue_calendar(env, outbox, renamed)
+    await env.worker.drain()
+    assert env.discord.calendar == []
+    env.advance(minutes=1)
+    await env.worker.drain()
+    env.advance(minutes=1)
+    await env.worker.drain()
+    assert [(ref is None, e.title) for ref, e in env.discord.calendar] == [
+        (True, "Heads together"),
+        (False, "Heads apart"),
+    ]
+
+
+def test_calendar_entry_survives_its_json_form():
+    """An entry read back from the outbox is the entry written."""
+    entry = CalendarEntry(
+        "Heads", ENTRY.starts_at, ENTRY.ends_at, "About", "https://x.example", "Call", True
+    )
+    assert CalendarEntry.from_json(entry.to_json()) == entry

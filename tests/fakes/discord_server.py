@@ -87,6 +87,7 @@ class FakeDiscord:
         self.channels: dict[str, dict[str, Any]] = {}
         self.dm_channels: dict[str, str] = {}  # user id → DM channel id
         self.messages: dict[str, dict[str, Any]] = {}  # every message the bot posted, by id
+        self.scheduled_events: dict[str, dict[str, Any]] = {}  # the server's scheduled events
         self.requests: list[Recorded] = []
         self.commands: list[dict[str, Any]] = []
         self.interactions: dict[str, Interaction] = {}
@@ -460,6 +461,9 @@ class FakeDiscord:
             ("PATCH", r"/channels/(\d+)/messages/(\d+)", self._edit_message),
             ("POST", r"/users/@me/channels", lambda: _ok(self._open_dm(body))),
             ("GET", r"/guilds/(\d+)/members/(\d+)", self._get_member),
+            ("POST", r"/guilds/(\d+)/scheduled-events", self._create_event),
+            ("GET", r"/guilds/(\d+)/scheduled-events/(\d+)", self._get_event),
+            ("PATCH", r"/guilds/(\d+)/scheduled-events/(\d+)", self._edit_event),
         ]
         for route_method, pattern, handler in routes:
             match = re.fullmatch(pattern, path)
@@ -471,6 +475,8 @@ class FakeDiscord:
                     self._webhook_edit,
                     self._create_message,
                     self._edit_message,
+                    self._create_event,
+                    self._edit_event,
                 ):
                     return handler(*match.groups(), body=body, files=files)
                 return handler(*match.groups())
@@ -638,6 +644,52 @@ class FakeDiscord:
         if guild_id != self.guild_id or user_id not in self.users:
             return _error(404, 10007, "Unknown Member")
         return _ok(self._member(user_id))
+
+    def _create_event(self, guild_id: str, *, body: Any, files: Any) -> web.Response:
+        if guild_id != self.guild_id:
+            return _error(404, 10004, "Unknown Guild")
+        event = {
+            "id": self._id(),
+            "guild_id": guild_id,
+            "channel_id": None,
+            "creator_id": self.bot["id"],
+            "creator": self.bot,
+            "name": body.get("name"),
+            "description": body.get("description"),
+            "scheduled_start_time": body.get("scheduled_start_time"),
+            "scheduled_end_time": body.get("scheduled_end_time"),
+            "privacy_level": body.get("privacy_level"),
+            "status": 1,  # scheduled
+            "entity_type": body.get("entity_type"),
+            "entity_id": None,
+            "entity_metadata": body.get("entity_metadata"),
+            "user_count": 0,
+            "image": None,
+        }
+        problem = _event_problem(event)
+        if problem:
+            return _error(400, 50035, problem)
+        self.scheduled_events[event["id"]] = event
+        return _ok(event)
+
+    def _get_event(self, guild_id: str, event_id: str) -> web.Response:
+        event = self.scheduled_events.get(event_id)
+        if guild_id != self.guild_id or event is None:
+            return _error(404, 10070, "Unknown Guild Scheduled Event")
+        return _ok(event)
+
+    def _edit_event(self, guild_id: str, event_id: str, *, body: Any, files: Any):
+        event = self.scheduled_events.get(event_id)
+        if guild_id != self.guild_id or event is None:
+            return _error(404, 10070, "Unknown Guild Scheduled Event")
+        if event["status"] in (3, 4):  # completed or cancelled: Discord refuses any change
+            return _error(400, 180000, "Cannot modify a finished event")
+        changed = {**event, **{k: v for k, v in body.items() if k != "channel_id"}}
+        problem = _event_problem(changed)
+        if problem:
+            return _error(400, 50035, problem)
+        event.update(changed)
+        return _ok(event)
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -829,6 +881,22 @@ async def _read_body(request: web.Request) -> tuple[Any, list[tuple[str, bytes]]
         return body, files
     text = await request.text()
     return (json.loads(text) if text else None), []
+
+
+def _event_problem(event: dict[str, Any]) -> str | None:
+    """What Discord would refuse in an external scheduled event, if anything."""
+    location = (event.get("entity_metadata") or {}).get("location")
+    if event.get("entity_type") != 3 or not location:
+        return "external events need a location"
+    if len(location) > 100:
+        return "location longer than 100 characters"
+    if not event.get("name") or len(event["name"]) > 100:
+        return "name must be 1-100 characters"
+    if len(event.get("description") or "") > 1000:
+        return "description longer than 1000 characters"
+    if not event.get("scheduled_end_time"):
+        return "external events need an end time"
+    return None
 
 
 def _ok(data: Any) -> web.Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.platforms import Platform, SentRef, Target
-from bot.ui import Message
+from bot.ui import CalendarEntry, Message
 
 
 class FakePlatform(Platform):
@@ -16,6 +16,7 @@ class FakePlatform(Platform):
     def __init__(self, *, yield_in_send: bool = False) -> None:
         self.sent: list[tuple[Target, Message]] = []
         self.edits: list[tuple[SentRef, Message]] = []
+        self.calendar: list[tuple[SentRef | None, CalendarEntry]] = []  # native calendar calls
         self.attempts = 0  # every call to send or edit, including those that failed
         self.failures: list[BaseException] = []
         self.yield_in_send = yield_in_send
@@ -52,6 +53,14 @@ class FakePlatform(Platform):
         if self.failures:
             raise self.failures.pop(0)
         self.edits.append((ref, message))
+
+    async def publish_calendar(self, entry: CalendarEntry, ref: SentRef | None) -> SentRef:
+        self.attempts += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        self.calendar.append((ref, entry))
+        self._ids += 1
+        return ref or SentRef("", f"{self.name}-event-{self._ids}")
 
     @property
     def texts(self) -> list[str]:

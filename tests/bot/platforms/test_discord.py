@@ -608,3 +608,100 @@ async def test_a_resend_with_the_same_nonce_returns_the_first_message(
     assert fake.texts_in(ANNOUNCE) == ["Once only"]
     sent = fake.sent("POST", rf"/channels/{ANNOUNCE}/messages")
     assert [(r.body["nonce"], r.body["enforce_nonce"]) for r in sent] == [("41", True)] * 2
+
+
+# --- native scheduled events ----------------------------------------------------------------
+
+
+def only_scheduled_event(fake: FakeDiscord) -> dict[str, Any]:
+    (event,) = fake.scheduled_events.values()
+    return event
+
+
+async def test_event_create_makes_a_native_scheduled_event(bot: DiscordBot, fake: FakeDiscord):
+    """A new event is also a guild scheduled event (external), at its times, link kept back."""
+    code = await create_event(bot)
+    await bot.settle()
+    event = only_scheduled_event(fake)
+    assert event["name"] == "Heads together"
+    assert event["entity_type"] == 3 and event["privacy_level"] == 2
+    assert event["scheduled_start_time"].startswith("2026-01-13T19:00:00")
+    assert event["scheduled_end_time"].startswith("2026-01-13T20:00:00")
+    assert event["entity_metadata"]["location"].startswith("Video call")
+    assert "meet.example.org" not in event["entity_metadata"]["location"]
+    assert "meet.example.org" not in event["description"]
+    assert code in event["description"]
+
+
+async def test_showing_the_link_publicly_puts_it_in_the_location(
+    bot: DiscordBot, fake: FakeDiscord
+):
+    """Once the coordinator shows the link publicly, the scheduled event's location is it."""
+    interaction = await bot.run(
+        COORDINATOR,
+        "event",
+        "create",
+        title="Heads together",
+        start="2026-01-13 19:00",
+        duration="60",
+        link="https://meet.example.org/heads",
+    )
+    await bot.press(COORDINATOR, with_button(fake.replies_to(interaction), "publicly"), "publicly")
+    await bot.settle()
+    event = only_scheduled_event(fake)
+    assert event["entity_metadata"]["location"] == "https://meet.example.org/heads"
+
+
+async def test_a_long_public_link_goes_in_the_description(bot: DiscordBot, fake: FakeDiscord):
+    """A public link over 100 characters goes in the description, not the location."""
+    long_link = "https://meet.example.org/" + "x" * 120
+    interaction = await bot.run(
+        COORDINATOR,
+        "event",
+        "create",
+        title="Heads together",
+        start="2026-01-13 19:00",
+        duration="60",
+        link=long_link,
+    )
+    await bot.press(COORDINATOR, with_button(fake.replies_to(interaction), "publicly"), "publicly")
+    await bot.settle()
+    event = only_scheduled_event(fake)
+    assert len(event["entity_metadata"]["location"]) <= 100
+    assert long_link not in event["entity_metadata"]["location"]
+    assert long_link in event["description"]
+
+
+async def test_event_edit_updates_the_scheduled_event(bot: DiscordBot, fake: FakeDiscord):
+    """Editing an event edits its scheduled event in place (same id, new name)."""
+    code = await create_event(bot)
+    await bot.settle()
+    before = only_scheduled_event(fake)["id"]
+    await bot.run(COORDINATOR, "event", "edit", event_id=code, title="Heads apart")
+    await bot.settle()
+    event = only_scheduled_event(fake)
+    assert (event["id"], event["name"]) == (before, "Heads apart")
+    assert fake.sent("PATCH", rf"/guilds/{fake.guild_id}/scheduled-events/{before}")
+
+
+async def test_event_cancel_cancels_the_scheduled_event(bot: DiscordBot, fake: FakeDiscord):
+    """Cancelling an event sets its scheduled event's status to cancelled."""
+    code = await create_event(bot)
+    await bot.settle()
+    asked = await bot.run(COORDINATOR, "event", "cancel", event_id=code)
+    await bot.press(COORDINATOR, with_button(fake.replies_to(asked), "cancel it"), "cancel it")
+    await bot.settle()
+    assert only_scheduled_event(fake)["status"] == 4
+
+
+async def test_a_refused_scheduled_event_does_not_block_the_announcement(
+    bot: DiscordBot, fake: FakeDiscord
+):
+    """Discord refusing the scheduled event fails that row for good; the post still goes."""
+    fake.fail_next("POST", r"/guilds/\d+/scheduled-events", status=400, code=30038)
+    await create_event(bot)
+    await bot.settle()
+    assert any("Heads together" in text for text in fake.texts_in(ANNOUNCE))
+    rows = [r for r in await bot.outbox() if r.kind == "calendar"]
+    assert [(r.status, r.last_error) for r in rows] == [(OutboxStatus.FAILED, "400:30038")]
+    assert fake.scheduled_events == {}
