@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import or_, update
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -34,6 +35,7 @@ BACKOFF_FIRST = timedelta(seconds=2)
 BACKOFF_CAP = timedelta(minutes=10)
 GIVE_UP_AFTER = 60  # attempts: about nine hours at the cap
 BATCH = 50
+SENT_RETRY_PAUSES = (0.1, 0.5, 2.0)  # seconds between tries at recording a delivery
 
 
 class Outbox:
@@ -219,7 +221,13 @@ class DeliveryWorker:
                 if not rows:
                     return sent
                 for row in rows:
-                    sent += await self._deliver(row)
+                    try:
+                        sent += await self._deliver(row)
+                    except Exception as exc:
+                        # Recording the outcome failed (the database went away mid-batch). Hand
+                        # the row back now rather than strand it, and the rest, for a lease.
+                        log.error("delivery.row_failed", outbox_id=row.id, error=type(exc).__name__)
+                        await self._release(row)
 
     async def next_due(self) -> datetime | None:
         """When the earliest waiting row falls due (for the console's `:advance`)."""
@@ -338,7 +346,36 @@ class DeliveryWorker:
                 return None
         return SentRef(original.channel_id or "", original.platform_message_id)
 
+    async def _release(self, row: OutboxMessage) -> None:
+        """Give up this worker's claim on a row, so it is due again at once."""
+        try:
+            async with self.database.session() as session:
+                await session.exec(
+                    update(OutboxMessage)
+                    .where(
+                        col(OutboxMessage.id) == row.id,
+                        col(OutboxMessage.claimed_by) == self.owner,
+                        col(OutboxMessage.status) == OutboxStatus.PENDING,
+                    )
+                    .values(claimed_until=None)
+                )
+                await session.commit()
+        except Exception as exc:  # still unreachable: the lease runs out by itself
+            log.warning("delivery.release_failed", outbox_id=row.id, error=type(exc).__name__)
+
     async def _sent(self, row: OutboxMessage, ref: SentRef) -> None:
+        """Record a delivery. The platform has the message, so a passing database error (a
+        busy SQLite file, a PostgreSQL failover) is retried: an unrecorded send goes out twice."""
+        for pause in SENT_RETRY_PAUSES:
+            try:
+                await self._record_sent(row, ref)
+                return
+            except (DBAPIError, OSError) as exc:
+                log.warning("delivery.record_retry", outbox_id=row.id, error=type(exc).__name__)
+                await asyncio.sleep(pause)
+        await self._record_sent(row, ref)
+
+    async def _record_sent(self, row: OutboxMessage, ref: SentRef) -> None:
         now = self.clock.now()
         async with self.database.session() as session:
             await session.exec(

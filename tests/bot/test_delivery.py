@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import structlog
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 import bot.delivery
@@ -926,3 +927,49 @@ def test_calendar_entry_survives_its_json_form():
         "Heads", ENTRY.starts_at, ENTRY.ends_at, "About", "https://x.example", "Call", True
     )
     assert CalendarEntry.from_json(entry.to_json()) == entry
+
+
+# --- the database failing mid-batch ---------------------------------------------------------
+
+
+def database_locked() -> OperationalError:
+    return OperationalError("UPDATE outbox", {}, Exception("database is locked"))
+
+
+async def test_a_row_whose_outcome_cannot_be_recorded_does_not_strand_the_rest(env, monkeypatch):
+    """When recording one row's failure errors, the batch goes on and that row is handed back."""
+    alice, bob = await env.member("slack", "U1"), await env.member("slack", "U2")
+    [first] = await env.queue(ToMember(alice), "first")
+    await env.queue(ToMember(bob), "second")
+    env.slack.fail_next(DeliveryError("http_500"))
+    record_failure = env.worker._failed
+
+    async def failing_once(row, exc):
+        monkeypatch.setattr(env.worker, "_failed", record_failure)
+        raise database_locked()
+
+    monkeypatch.setattr(env.worker, "_failed", failing_once)
+    assert await env.worker.drain() == 2
+    assert env.slack.texts == ["second", "first"]
+    assert (await env.row(first.id)).status == OutboxStatus.SENT
+
+
+async def test_recording_a_send_is_retried_when_the_database_is_busy(env, monkeypatch):
+    """A busy database while marking a row sent is retried, so the message is not sent twice."""
+    monkeypatch.setattr(bot.delivery, "SENT_RETRY_PAUSES", (0, 0, 0))
+    alice = await env.member("slack", "U1")
+    [queued] = await env.queue(ToMember(alice), PRIVATE)
+    record = env.worker._record_sent
+    calls = []
+
+    async def busy_twice(row, ref):
+        calls.append(row.id)
+        if len(calls) <= 2:
+            raise database_locked()
+        await record(row, ref)
+
+    monkeypatch.setattr(env.worker, "_record_sent", busy_twice)
+    assert await env.worker.drain() == 1
+    assert await env.worker.drain() == 0
+    assert len(env.slack.sent) == 1
+    assert (await env.row(queued.id)).status == OutboxStatus.SENT
