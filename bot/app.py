@@ -171,6 +171,7 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self.ticker.resign()
         for platform in self.platforms.values():
             await platform.stop()
         await self.database.close()

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import structlog
+from sqlalchemy import text
 
 from bot.clock import Clock
 from bot.core import Registry, Services
@@ -310,3 +311,84 @@ async def test_ticker_can_start_again_after_stopping(ticker, registry):
         await wait_for(lambda: len(calls) > before)
     finally:
         ticker.stop()
+
+
+# --- one ticking instance on PostgreSQL -----------------------------------------------------
+
+
+def instance(db, registry: Registry) -> tuple[Ticker, Database]:
+    """A ticker with its own engine on the test database, as another process would have."""
+    database = Database(db.url, schema=db.schema)
+    settings = make_settings(db.url)
+    cipher = Cipher.from_setting(settings.storage.encryption_key.get_secret_value())
+    services = Services(
+        settings, Clock.frozen(START), database, cipher, Outbox(cipher, lambda c: []), registry
+    )
+    return Ticker(services), database
+
+
+@pytest.fixture
+async def two_instances(db, registry):
+    if db.backend != "postgresql":
+        pytest.skip("the advisory lock is PostgreSQL's; SQLite has one instance")
+    first, first_db = instance(db, registry)
+    second, second_db = instance(db, registry)
+    yield first, second
+    for ticker, database in ((first, first_db), (second, second_db)):
+        await ticker.resign()
+        await database.close()
+
+
+async def test_only_one_of_two_instances_ticks(two_instances, registry):
+    """With two instances on one PostgreSQL database, only the lock holder runs due jobs."""
+    first, second = two_instances
+    calls: list = []
+    counting_job(registry, "prompts", 1, calls)
+    assert await first.tick() == 1
+    assert await second.tick() == 0
+    assert await first.tick() == 1
+    assert [c[1] for c in calls] == [first.services, first.services]
+
+
+async def test_another_instance_takes_over_when_the_holder_resigns(two_instances, registry):
+    """After the holder stops cleanly, the other instance ticks at its next tick."""
+    first, second = two_instances
+    calls: list = []
+    counting_job(registry, "prompts", 1, calls)
+    await first.tick()
+    first.stop()
+    await first.resign()
+    assert await second.tick() == 1
+    assert await first.tick() == 0
+
+
+async def test_another_instance_takes_over_when_the_holder_dies(two_instances, registry):
+    """The holder's connection dying (its process killed) frees the lock for the other."""
+    first, second = two_instances
+    calls: list = []
+    counting_job(registry, "prompts", 1, calls)
+    await first.tick()
+    holder = first.leadership._connection
+    assert holder is not None
+    pid = (await holder.execute(text("SELECT pg_backend_pid()"))).scalar()
+    async with second.services.database.engine.connect() as conn:
+        await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    assert await second.tick() == 1
+    assert await first.tick() == 0
+
+
+async def test_a_tick_without_the_database_does_nothing_and_says_so(tmp_path, registry):
+    """When the lock cannot be asked for (database down), the tick is skipped, not crashed."""
+    calls: list = []
+    counting_job(registry, "prompts", 1, calls)
+    database = Database("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+    settings = make_settings(f"sqlite:///{tmp_path / 'x.db'}")
+    cipher = Cipher.from_setting(settings.storage.encryption_key.get_secret_value())
+    services = Services(
+        settings, Clock.frozen(START), database, cipher, Outbox(cipher, lambda c: []), registry
+    )
+    with structlog.testing.capture_logs() as logs:
+        assert await Ticker(services).tick() == 0
+    await database.close()
+    assert calls == []
+    assert any(e["event"] == "tick.no_database" for e in logs)
