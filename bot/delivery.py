@@ -15,13 +15,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
+from aiolimiter import AsyncLimiter
 from sqlalchemy import or_, update
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import Clock
-from bot.platforms import DeliveryError, Platform, SentRef, Target
+from bot.platforms import DeliveryError, Pace, Platform, SentRef, Target
 from bot.ui import CalendarEntry, Channel, Destination, Message, Priority, ToChannel, ToMember
 from storage.crypto import Cipher
 from storage.db import Database
@@ -30,9 +31,17 @@ from storage.models import Identity, OutboxMessage, OutboxStatus
 
 log = structlog.get_logger("headsup.delivery")
 
-LEASE = timedelta(minutes=5)
+# A claimed row is this worker's for the lease, renewed while its batch is still going, so a
+# worker killed mid-batch holds its rows up for at most a minute.
+LEASE = timedelta(seconds=60)
 BACKOFF_FIRST = timedelta(seconds=2)
 BACKOFF_CAP = timedelta(minutes=10)
+URGENT_BACKOFF_CAP = timedelta(seconds=30)  # a crisis offer never waits long between tries
+# A platform that is down (5xx, network, rate limited) rests as a whole rather than being asked
+# again for every waiting row: during an outage it sees a handful of requests, not thousands.
+PLATFORM_REST_CAP = timedelta(seconds=60)
+PLATFORM_WIDE = ("http_5", "network:", "429", "not_connected")
+MAX_CHANNEL_PACERS = 10_000
 GIVE_UP_AFTER = 60  # attempts: about nine hours at the cap
 BATCH = 50
 SENT_RETRY_PAUSES = (0.1, 0.5, 2.0)  # seconds between tries at recording a delivery
@@ -176,6 +185,28 @@ class Outbox:
         )
 
 
+class Pacer:
+    """Keeps one platform's requests under its limits: a leaky bucket for the whole platform and
+    one per channel (aiolimiter), waited on before each request rather than learning from 429s."""
+
+    def __init__(self, pace: Pace) -> None:
+        self.pace = pace
+        self._whole = AsyncLimiter(pace.per_second, 1) if pace.per_second else None
+        self._channels: dict[str, AsyncLimiter] = {}
+
+    async def wait(self, channel: str, cost: int = 1) -> None:
+        if self._whole is not None:
+            await self._whole.acquire(cost)
+        if self.pace.per_channel_per_second:
+            limiter = self._channels.get(channel)
+            if limiter is None:
+                if len(self._channels) >= MAX_CHANNEL_PACERS:
+                    self._channels.clear()  # idle buckets are full again anyway after a second
+                limiter = AsyncLimiter(1, 1 / self.pace.per_channel_per_second)
+                self._channels[channel] = limiter
+            await limiter.acquire()
+
+
 class DeliveryWorker:
     """Sends due outbox rows through their platforms, in priority order, retrying with backoff."""
 
@@ -196,6 +227,9 @@ class DeliveryWorker:
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
         self._drain_lock = asyncio.Lock()
+        self._resting: dict[str, datetime] = {}  # platform → when to ask it again
+        self._streak: dict[str, int] = {}  # platform → failures in a row
+        self._pacers = {name: Pacer(p.pace) for name, p in platforms.items()}
 
     def wake(self) -> None:
         """Something was committed: look now rather than at the next poll."""
@@ -220,7 +254,14 @@ class DeliveryWorker:
                 rows = await self._claim()
                 if not rows:
                     return sent
-                for row in rows:
+                renew_at = self.clock.now() + LEASE / 2
+                for index, row in enumerate(rows):
+                    if self._is_resting(row.platform):
+                        await self._release(row)  # due again once the platform is back
+                        continue
+                    if self.clock.now() >= renew_at:
+                        await self._renew(rows[index:])
+                        renew_at = self.clock.now() + LEASE / 2
                     try:
                         sent += await self._deliver(row)
                     except Exception as exc:
@@ -241,14 +282,31 @@ class DeliveryWorker:
                 )
             ).first()
 
+    def _is_resting(self, platform: str) -> bool:
+        until = self._resting.get(platform)
+        return until is not None and self.clock.now() < until
+
+    def _rest(self, platform: str, at_least: timedelta | None) -> None:
+        """The platform failed as a whole: leave it alone for a while, longer each time."""
+        streak = self._streak.get(platform, 0)
+        self._streak[platform] = streak + 1
+        pause = min(PLATFORM_REST_CAP, BACKOFF_FIRST * (2**streak))
+        if at_least is not None:
+            pause = max(pause, at_least)
+        self._resting[platform] = self.clock.now() + pause
+        log.warning("delivery.platform_resting", platform=platform, for_s=pause.seconds)
+
     async def _claim(self) -> list[OutboxMessage]:
         now = self.clock.now()
+        awake = [name for name in self.platforms if not self._is_resting(name)]
+        if not awake:
+            return []
         async with self.database.session() as session:
             due = (
                 select(OutboxMessage.id)
                 .where(
                     OutboxMessage.status == OutboxStatus.PENDING,
-                    col(OutboxMessage.platform).in_(list(self.platforms)),
+                    col(OutboxMessage.platform).in_(awake),
                     OutboxMessage.next_attempt_at <= now,
                     or_(
                         col(OutboxMessage.claimed_until).is_(None),
@@ -270,23 +328,39 @@ class DeliveryWorker:
         rows.sort(key=lambda r: (r.priority, r.id))
         return rows
 
+    async def _renew(self, rows: list[OutboxMessage]) -> None:
+        """Keep this batch's remaining rows claimed while it is still being sent."""
+        async with self.database.session() as session:
+            await session.exec(
+                update(OutboxMessage)
+                .where(
+                    col(OutboxMessage.id).in_([r.id for r in rows]),
+                    col(OutboxMessage.claimed_by) == self.owner,
+                )
+                .values(claimed_until=self.clock.now() + LEASE)
+            )
+            await session.commit()
+
     async def _deliver(self, row: OutboxMessage) -> int:
         platform = self.platforms[row.platform]
+        pacer = self._pacers[row.platform]
         try:
             if row.kind == "calendar":
+                await pacer.wait(row.recipient)
                 ref = await self._publish_calendar(platform, row)
-                if ref is None:
-                    return 0
-                await self._sent(row, ref)
-                return 1
-            message = self.outbox.open(row.payload)
-            if row.edit_of is not None:
+            elif row.edit_of is not None:
+                message = self.outbox.open(row.payload)
                 ref = await self._original_ref(row)
-                if ref is None:
-                    return 0
-                await platform.edit(ref, message)
+                if ref is not None:
+                    await pacer.wait(ref.channel_id)
+                    await platform.edit(ref, message)
             else:
-                ref = await platform.send(await self._target(row), message)
+                message = self.outbox.open(row.payload)
+                target = await self._target(row)
+                # A first DM costs two requests: opening the channel, then the message.
+                first_dm = target.kind == "dm" and not target.dm_channel_id
+                await pacer.wait(target.dm_channel_id or target.recipient, 2 if first_dm else 1)
+                ref = await platform.send(target, message)
         except DeliveryError as exc:
             await self._failed(row, exc)
             return 0
@@ -294,6 +368,9 @@ class DeliveryWorker:
             log.exception("delivery.error", outbox_id=row.id, error=type(exc).__name__)
             await self._failed(row, DeliveryError(type(exc).__name__))
             return 0
+        if ref is None:  # an edit or update waiting for its original, or without one
+            return 0
+        self._streak.pop(row.platform, None)
         await self._sent(row, ref)
         return 1
 
@@ -413,10 +490,14 @@ class DeliveryWorker:
                 await self._finish(session, row, OutboxStatus.FAILED, exc.code)
                 log.error("delivery.failed", outbox_id=row.id, code=exc.code)
                 return
-            if exc.retry_after is not None:
-                delay = timedelta(seconds=exc.retry_after)
+            retry_after = None if exc.retry_after is None else timedelta(seconds=exc.retry_after)
+            if retry_after is not None:
+                delay = retry_after
             else:
-                delay = min(BACKOFF_CAP, BACKOFF_FIRST * (2**row.attempts))
+                cap = URGENT_BACKOFF_CAP if row.priority <= Priority.URGENT else BACKOFF_CAP
+                delay = min(cap, BACKOFF_FIRST * (2**row.attempts))
+            if exc.code.startswith(PLATFORM_WIDE):
+                self._rest(row.platform, retry_after)
             await self._retry_later(session, row, delay, exc.code)
             log.warning("delivery.retry", outbox_id=row.id, code=exc.code, in_s=delay.seconds)
 

@@ -51,10 +51,19 @@ class DeliveryError(Exception):
         self.retry_after = retry_after
 
 
+@dataclass(frozen=True)
+class Pace:
+    """A platform's sending limits, which the delivery worker keeps under."""
+
+    per_second: float | None = None  # every request to the platform
+    per_channel_per_second: float | None = None  # posts to any one channel or DM
+
+
 class Platform(ABC):
     """One chat platform, connected for the life of the process."""
 
     name: ClassVar[str]
+    pace: ClassVar[Pace] = Pace()
 
     @abstractmethod
     async def start(self, core: Core) -> None:

@@ -47,7 +47,7 @@ from discord.http import Route
 
 from bot.config import ConfigError, DiscordConfig
 from bot.core import Actor, CommandSpec, Param, Role
-from bot.platforms import DeliveryError, Platform, SentRef, Target
+from bot.platforms import DeliveryError, Pace, Platform, SentRef, Target
 from bot.ui import CalendarEntry, Channel, Form, Message, Reply, Style
 
 if TYPE_CHECKING:
@@ -401,6 +401,7 @@ class DiscordPlatform(Platform):
     """One bot user in one Discord server (``guild_id``), plus DMs with its members."""
 
     name = "discord"
+    pace = Pace(per_second=50)  # the global limit per bot; discord.py minds the routes
 
     def __init__(self, config: DiscordConfig) -> None:
         self.config = config

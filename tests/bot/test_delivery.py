@@ -19,7 +19,7 @@ import bot.delivery
 from bot.clock import Clock
 from bot.core import Actor
 from bot.delivery import BACKOFF_FIRST, LEASE, DeliveryWorker, Outbox
-from bot.platforms import DeliveryError, Platform, SentRef, Target
+from bot.platforms import DeliveryError, Pace, Platform, SentRef, Target
 from bot.ui import Button, CalendarEntry, Channel, Message, Priority, ToChannel, ToMember
 from storage.crypto import Cipher
 from storage.db import Database
@@ -445,11 +445,11 @@ async def test_a_generic_exception_is_retried_and_recorded_by_class(env):
 
 
 async def test_one_failing_message_does_not_hold_up_the_others(env):
-    """While one message waits to retry, the rest of the queue is sent."""
+    """While one message waits to retry (its own problem, not the platform's), the rest go."""
     alice = await env.member("slack", "U1")
     await env.queue(ToMember(alice), "first")
     await env.queue(ToMember(alice), "second")
-    env.slack.fail_next(DeliveryError("http_500"))
+    env.slack.fail_next(DeliveryError("403:50013"))
     assert await env.worker.drain() == 1
     assert env.slack.texts == ["second"]
 
@@ -973,3 +973,113 @@ async def test_recording_a_send_is_retried_when_the_database_is_busy(env, monkey
     assert await env.worker.drain() == 0
     assert len(env.slack.sent) == 1
     assert (await env.row(queued.id)).status == OutboxStatus.SENT
+
+
+# --- a platform that is down, and the platform's pace -----------------------------------------
+
+
+async def test_a_platform_answering_500_rests_instead_of_being_asked_for_every_row(env):
+    """After a 5xx the platform is left alone for a while: the batch's other rows wait unsent."""
+    alice = await env.member("slack", "U1")
+    for text in ("one", "two", "three"):
+        await env.queue(ToMember(alice), text)
+    env.slack.fail_next(DeliveryError("http_500"))
+    assert await env.worker.drain() == 0
+    assert env.slack.attempts == 1
+    assert all(r.claimed_until is None for r in await env.rows())
+    env.advance(seconds=BACKOFF_FIRST.total_seconds())
+    assert await env.worker.drain() == 3
+    assert sorted(env.slack.texts) == ["one", "three", "two"]
+
+
+async def test_a_resting_platform_does_not_hold_up_another(env):
+    """Slack being down does not stop Discord's rows."""
+    alice, bob = await env.member("slack", "U1"), await env.member("discord", "D1")
+    await env.queue(ToMember(alice), "to slack")
+    await env.queue(ToMember(bob), "to discord")
+    env.slack.fail_next(DeliveryError("network:ClientConnectorError"))
+    assert await env.worker.drain() == 1
+    assert env.discord.texts == ["to discord"]
+
+
+async def test_a_platform_down_for_a_minute_gets_everything_after(env):
+    """A platform failing every request for a minute is asked a handful of times, and once it
+    answers again every waiting message is delivered, none lost."""
+    alice = await env.member("slack", "U1")
+    for n in range(20):
+        await env.queue(ToMember(alice), f"message {n}")
+    down_until = env.now() + timedelta(minutes=1)
+    real_send = env.slack.send
+    attempts = 0
+
+    async def down_for_a_minute(target, message):
+        nonlocal attempts
+        attempts += 1
+        if env.now() < down_until:
+            raise DeliveryError("http_503")
+        return await real_send(target, message)
+
+    env.slack.send = down_for_a_minute
+    for _ in range(40):  # three minutes, every 5 seconds
+        await env.worker.drain()
+        env.advance(seconds=5)
+    assert sorted(env.slack.texts) == sorted(f"message {n}" for n in range(20))
+    assert attempts - 20 <= 8
+    assert all(r.status == OutboxStatus.SENT for r in await env.rows())
+
+
+async def test_an_urgent_row_never_backs_off_for_long(env):
+    """A crisis offer that keeps failing is retried at least every 30 seconds."""
+    alice = await env.member("slack", "U1")
+    [row] = await env.queue(ToMember(alice), "urgent", priority=Priority.URGENT)
+    async with env.database.session() as session:
+        stored = await session.get(OutboxMessage, row.id)
+        stored.attempts = 12
+        await session.commit()
+    env.slack.fail_next(DeliveryError("403:50013"))
+    await env.worker.drain()
+    assert (await env.row(row.id)).next_attempt_at == env.now() + timedelta(seconds=30)
+
+
+async def test_sends_are_paced_to_the_platforms_limit(env):
+    """With a limit of 20 requests a second, 60 messages take at least two seconds."""
+    env.slack.pace = Pace(per_second=20)
+    worker = DeliveryWorker(
+        env.database, env.outbox, env.clock, {"slack": env.slack, "discord": env.discord}
+    )
+    members = [await env.member("slack", f"U{n}") for n in range(30)]
+    for member in members:
+        await env.queue(ToMember(member), "hello")  # first DMs: two requests each
+    began = asyncio.get_running_loop().time()
+    assert await worker.drain() == 30
+    assert asyncio.get_running_loop().time() - began >= 1.9
+
+
+async def test_posts_to_one_channel_are_paced_per_channel(env):
+    """At one post a second per channel, three posts to one channel take two seconds or more."""
+    env.slack.pace = Pace(per_channel_per_second=1)
+    worker = DeliveryWorker(
+        env.database, env.outbox, env.clock, {"slack": env.slack, "discord": env.discord}
+    )
+    for n in range(3):
+        await env.queue(ToChannel(Channel.COORDINATORS), f"post {n}")
+    began = asyncio.get_running_loop().time()
+    assert await worker.drain() == 3
+    assert asyncio.get_running_loop().time() - began >= 1.9
+
+
+async def test_a_long_batch_keeps_its_claim(env):
+    """While a batch takes longer than half the lease, its remaining rows' claim is renewed."""
+    alice = await env.member("slack", "U1")
+    rows = [(await env.queue(ToMember(alice), f"m{n}"))[0] for n in range(3)]
+    real_send = env.slack.send
+    seen: list = []
+
+    async def slow_send(target, message):
+        env.advance(seconds=LEASE.total_seconds() * 0.6)  # each send takes 60% of a lease
+        seen.append((await env.row(rows[-1].id)).claimed_until)
+        return await real_send(target, message)
+
+    env.slack.send = slow_send
+    assert await env.worker.drain() == 3
+    assert all(until is not None and until > START + LEASE for until in seen[1:])
