@@ -88,6 +88,7 @@ class FakeDiscord:
         self.dm_channels: dict[str, str] = {}  # user id → DM channel id
         self.messages: dict[str, dict[str, Any]] = {}  # every message the bot posted, by id
         self.scheduled_events: dict[str, dict[str, Any]] = {}  # the server's scheduled events
+        self.last_dispatch: tuple[str, dict[str, Any]] | None = None
         self.requests: list[Recorded] = []
         self.commands: list[dict[str, Any]] = []
         self.interactions: dict[str, Interaction] = {}
@@ -265,7 +266,13 @@ class FakeDiscord:
         """Send a DISPATCH to the most recent identified gateway connection."""
         assert self._sockets, "no gateway connection"
         ws, seq = self._sockets[-1]
+        self.last_dispatch = (event, data)
         await ws.send_str(json.dumps({"op": 0, "t": event, "s": next(seq), "d": data}))
+
+    async def redeliver_last(self) -> None:
+        """Send the last event again, as Discord may after a resume."""
+        assert self.last_dispatch is not None, "nothing dispatched yet"
+        await self.dispatch(*self.last_dispatch)
 
     # --- looking at what the bot did -------------------------------------------------------
 

@@ -369,6 +369,21 @@ async def test_accepted_case_relays_dms_both_ways(bot: DiscordBot, fake: FakeDis
     assert any("Happy to help" in m["content"] for m in fake.dms_to(MEMBER))
 
 
+async def test_a_dm_delivered_twice_after_a_resume_is_relayed_once(
+    bot: DiscordBot, fake: FakeDiscord
+):
+    """Discord repeating a MESSAGE_CREATE (a resume) does not relay the message twice."""
+    offer = await open_case(bot, fake)
+    await bot.press(COACH, offer, "Accept")
+    await bot.dm(MEMBER, "Only say this once")
+    await bot.settle()
+    await fake.redeliver_last()
+    await asyncio.sleep(0.3)
+    await bot.settle()
+    relayed = [m for m in fake.dms_to(COACH) if "Only say this once" in m["content"]]
+    assert len(relayed) == 1
+
+
 async def test_dm_to_the_bot_gets_the_menu(bot: DiscordBot, fake: FakeDiscord):
     """A DM that is not part of a conversation is answered in the DM with the short menu."""
     await bot.dm(MEMBER, "hello")
