@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -91,6 +92,8 @@ async def measure(requests: int, url: str | None) -> dict:
                 offer_ms.append((await offer_sent(platform, number) - began) * 1000)
         finally:
             worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker  # finish with its session before the engine is disposed
             await app.stop()
     return {
         "requests": requests,

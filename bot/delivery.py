@@ -242,8 +242,11 @@ class DeliveryWorker:
                 await self.drain()
             except Exception as exc:  # the database may be down; keep the worker alive
                 log.error("delivery.drain_failed", error=type(exc).__name__)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel that
+            # lands as the wait ends, and the worker would then outlive App.stop().
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def drain(self) -> int:
