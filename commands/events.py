@@ -32,7 +32,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.core import Arg, Context, Role, Services, check_form, split_words
 from bot.durations import parse_duration
 from bot.errors import UserError
-from bot.text import quote_user_text, shorten
+from bot.text import moment, quote_user_text, shorten
 from bot.ui import (
     MAX_TEXT,
     Attachment,
@@ -135,14 +135,15 @@ def _day(moment: datetime, now: datetime) -> str:
 
 
 def span(starts_at: datetime, ends_at: datetime, zone_name: str, now: datetime) -> str:
-    """ "Tuesday 13 January, 19:00–20:00 (UK time)", on the network's wall clock."""
+    """ "Tuesday 13 January, 19:00–20:00 (UK time)", on the network's wall clock; marked as a
+    moment, so Discord and Slack show it in each reader's own timezone instead."""
     zone = ZoneInfo(zone_name)
     start, end, today = starts_at.astimezone(zone), ends_at.astimezone(zone), now.astimezone(zone)
     if start.date() == end.date():
         text = f"{_day(start, today)}, {start:%H:%M}–{end:%H:%M}"
     else:
         text = f"{_day(start, today)}, {start:%H:%M} – {_day(end, today)}, {end:%H:%M}"
-    return f"{text} ({zone_label(zone_name)})"
+    return moment(starts_at, f"{text} ({zone_label(zone_name)})", ends_at)
 
 
 def long_date(day: date) -> str:

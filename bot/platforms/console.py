@@ -22,6 +22,7 @@ from bot.config import ConsoleConfig
 from bot.core import Actor, Core, Role
 from bot.durations import parse_duration
 from bot.platforms import DeliveryError, Platform, SentRef, Target
+from bot.text import plain_moments
 from bot.ui import Channel, Form, Message, Reply
 
 log = structlog.get_logger("headsup.console")
@@ -252,7 +253,7 @@ class ConsolePlatform(Platform):
         return shown
 
     def _print_block(self, header: str, message: Message) -> None:
-        lines = [f"[{header}]", message.text]
+        lines = [f"[{header}]", plain_moments(message.text)]
         if message.buttons:
             lines.append("  ".join(f"[{i}] {b.label}" for i, b in enumerate(message.buttons, 1)))
         if message.attachment is not None:

@@ -48,6 +48,7 @@ from discord.http import Route
 from bot.config import ConfigError, DiscordConfig
 from bot.core import Actor, CommandSpec, Param, Role
 from bot.platforms import DeliveryError, Pace, Platform, SentRef, Target
+from bot.text import Moment, render_moments
 from bot.ui import CalendarEntry, Channel, Form, Message, Reply, Style
 
 if TYPE_CHECKING:
@@ -200,7 +201,7 @@ def button_view(message: Message) -> discord.ui.View | None:
 def message_kwargs(message: Message, *, edit: bool = False) -> dict[str, Any]:
     """discord.py keyword arguments for sending (or, whole, replacing) a message."""
     kwargs: dict[str, Any] = {
-        "content": _clip(message.text, MAX_CONTENT),
+        "content": _clip(render_moments(message.text, discord_moment), MAX_CONTENT),
         "allowed_mentions": NO_MENTIONS,
     }
     view = button_view(message)
@@ -1036,6 +1037,15 @@ class _Client(discord.Client):
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         log.exception("discord.event_error", handler=event_method)
+
+
+def discord_moment(moment: Moment) -> str:
+    """A time as Discord's timestamp markup, which each reader sees in their own timezone."""
+    if moment.end is None:
+        return f"<t:{moment.start}:f>"
+    if moment.end - moment.start < 24 * 3600:
+        return f"<t:{moment.start}:f>–<t:{moment.end}:t>"
+    return f"<t:{moment.start}:f> – <t:{moment.end}:f>"
 
 
 def scheduled_event_fields(entry: CalendarEntry) -> dict[str, Any]:

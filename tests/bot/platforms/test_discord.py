@@ -494,6 +494,15 @@ async def test_event_create_options_create_and_announce_the_event(
     assert re.search(r"E\d+", fake.replies_to(interaction)[0]["content"])
 
 
+async def test_event_times_show_in_each_readers_own_timezone(bot: DiscordBot, fake: FakeDiscord):
+    """The announcement gives the time as Discord timestamps, not in the network's zone."""
+    await create_event(bot)
+    await bot.settle()
+    (post,) = [t for t in fake.texts_in(ANNOUNCE) if "Heads together" in t]
+    assert "<t:1768330800:f>–<t:1768334400:t>" in post  # 19:00–20:00 on 13 January 2026, UTC
+    assert "UK time" not in post
+
+
 async def test_event_create_is_refused_for_a_member(bot: DiscordBot, fake: FakeDiscord):
     """A member's /event create is refused at once, and no form opens."""
     interaction = await bot.run(
