@@ -143,6 +143,10 @@ class App:
             from bot.platforms.discord import DiscordPlatform
 
             found.append(DiscordPlatform(self.settings.discord))
+        if self.settings.slack_enabled:
+            from bot.platforms.slack import SlackPlatform
+
+            found.append(SlackPlatform(self.settings.slack))
         return found
 
     async def start(self) -> None:

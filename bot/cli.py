@@ -103,6 +103,30 @@ def keygen() -> None:
     typer.echo(Cipher.generate_key())
 
 
+@app.command("slack-manifest")
+def slack_manifest(
+    config: ConfigOption = None,
+    request_url: Annotated[
+        str | None,
+        typer.Option(
+            "--request-url",
+            help="For HTTP mode: the public https URL of /slack/events (default: Socket Mode).",
+        ),
+    ] = None,
+) -> None:
+    """Print the Slack app manifest (YAML): every slash command, scope and event."""
+    from bot.app import default_registry
+    from bot.platforms.slack import manifest
+
+    settings = _settings(config)
+    if request_url is not None and not request_url.startswith(("https://", "http://")):
+        raise _fail("--request-url must be an https:// URL ending in /slack/events")
+    typer.echo(
+        manifest(default_registry(), name=settings.network.name, request_url=request_url),
+        nl=False,
+    )
+
+
 def main() -> None:
     app()
 

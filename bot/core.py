@@ -83,6 +83,8 @@ class Context:
     member: Member
     now: datetime
     in_dm: bool = False
+    # A direct message written as a reply: the platform's id of the message replied to.
+    reply_to: str | None = None
 
     @property
     def settings(self) -> Settings:
@@ -501,10 +503,12 @@ class Core:
         """A form submission: ``values`` maps field names to text."""
         return await self._action(actor, action_id, values, in_dm)
 
-    async def message(self, actor: Actor, text: str) -> Reply:
-        """A plain direct message to the bot."""
+    async def message(self, actor: Actor, text: str, *, reply_to: str | None = None) -> Reply:
+        """A plain direct message to the bot; ``reply_to`` is the platform's id of the message
+        it replies to (a Slack thread), when it is one."""
 
         async def run(ctx: Context) -> Any:
+            ctx.reply_to = reply_to
             if len(text) > MAX_INPUT:
                 raise UserError(
                     f"That message is too long for me to pass on ({len(text):,} characters; "

@@ -53,7 +53,7 @@ from commands.common import helplines, signposting
 from commands.registry import registry
 from commands.schedule import parse_time
 from storage.members import identity_of
-from storage.models import Member
+from storage.models import Member, OutboxMessage
 from storage.support import (
     CaseEvent,
     CaseMessage,
@@ -658,6 +658,7 @@ async def begin(ctx: Context, case: SupportCase, update_text: str | None) -> Rep
                 tuple(buttons),
             ),
             priority=Priority.URGENT,
+            key=case_key(case.id),
         )
     words = words_of(services, case)
     intro = (
@@ -722,6 +723,7 @@ async def relay(ctx: Context, case: SupportCase, sender: str, text: str) -> None
         await ctx.send(
             ToMember(to),
             Message(f"{label}: {piece}", case_buttons(case) if last else ()),
+            key=case_key(case.id),
         )
     await record(ctx.session, case.id, ctx.now, "relayed", sender, ctx.member_id)
     if ctx.settings.support.keep_transcripts:
@@ -750,6 +752,18 @@ async def coach_cases(session: AsyncSession, member_id: int) -> list[SupportCase
 @registry.direct_message(order=10)
 async def relay_direct_message(ctx: Context, text: str) -> Reply | Message | None:
     """A DM during a support conversation goes to the other side; otherwise it isn't ours."""
+    if ctx.reply_to is not None:
+        replied = await case_replied_to(ctx, ctx.reply_to)
+        if replied is not None:
+            case, side = await side_of(ctx, replied)
+            if case.status == CaseStatus.ACTIVE:
+                await relay(ctx, case, side, text)
+                if side == "coach":
+                    profile = await profile_of(
+                        ctx.session, ctx.member_id, ctx.now, ctx.settings.network.timezone
+                    )
+                    profile.current_case_id = case.id
+                return Reply()
     mine = await open_case_of(ctx.session, ctx.member_id)
     coaching = await coach_cases(ctx.session, ctx.member_id)
     profile = await ctx.session.get(CoachProfile, ctx.member_id)
@@ -778,6 +792,35 @@ async def relay_direct_message(ctx: Context, text: str) -> Reply | Message | Non
         "and will message you here as soon as one accepts.\n"
         f"If you need to talk to someone now:\n{helplines(ctx.settings)}"
     )
+
+
+def case_key(case_id: int | None) -> str:
+    """The outbox key of the messages that belong to a case's conversation."""
+    return f"support:case:{case_id}"
+
+
+async def case_replied_to(ctx: Context, message_id: str) -> int | None:
+    """The case a reply is about: the one whose message (a relay, or the offer) the asker
+    received as `message_id` on their platform; None when it is no such message."""
+    key = (
+        await ctx.session.exec(
+            select(OutboxMessage.message_key).where(
+                OutboxMessage.platform == ctx.actor.platform,
+                OutboxMessage.recipient == ctx.actor.user_id,
+                OutboxMessage.platform_message_id == message_id,
+                col(OutboxMessage.message_key).is_not(None),
+            )
+        )
+    ).first()
+    kind, _, number = (key or "").removeprefix("support:").partition(":")
+    if not number.isdigit():
+        return None
+    if kind == "case":
+        return int(number)
+    if kind == "offer":
+        made = await ctx.session.get(SupportOffer, int(number))
+        return made.case_id if made is not None else None
+    return None
 
 
 def reply_form(case: SupportCase, to: str) -> Form:

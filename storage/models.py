@@ -71,6 +71,8 @@ class OutboxMessage(SQLModel, table=True):
     __table_args__ = (
         Index("ix_outbox_due", "status", "platform", "priority", "next_attempt_at"),
         Index("ix_outbox_message_key", "message_key"),
+        # A reply in a thread (Slack) is traced back to the message it answers.
+        Index("ix_outbox_platform_message", "platform", "platform_message_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

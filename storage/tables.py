@@ -3,4 +3,4 @@
 Each feature's tables live in their own module under ``storage/``; add new modules here.
 """
 
-from storage import checkin, events, models, support  # noqa: F401
+from storage import checkin, events, models, platform_events, support  # noqa: F401

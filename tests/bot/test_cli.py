@@ -270,3 +270,61 @@ def test_headsup_script_is_installed(tmp_path):
     )
     assert result.returncode == 0
     Fernet(result.stdout.strip().encode())
+
+
+def manifest_of(*args: str) -> dict:
+    import yaml
+
+    result = runner.invoke(app, ["slack-manifest", *args])
+    assert result.exit_code == 0, result.output
+    return yaml.safe_load(result.stdout)
+
+
+def test_slack_manifest_lists_every_command_group():
+    """The manifest has one slash command per command group, with a description each."""
+    from bot.app import default_registry
+
+    data = manifest_of()
+    commands = {c["command"]: c for c in data["features"]["slash_commands"]}
+    assert set(commands) == {f"/{g}" for g in default_registry().groups()}
+    assert {"/checkin", "/support", "/coach", "/event", "/events", "/headsup"} <= set(commands)
+    assert all(c["description"] and c["should_escape"] is False for c in commands.values())
+    assert "settings" in commands["/checkin"]["usage_hint"]
+
+
+def test_slack_manifest_has_the_scopes_events_and_socket_mode():
+    """Bot scopes, the message.im and app_home_opened events, interactivity and Socket Mode."""
+    data = manifest_of()
+    assert {"commands", "chat:write", "im:write", "im:history", "users:read", "files:write"} <= set(
+        data["oauth_config"]["scopes"]["bot"]
+    )
+    settings = data["settings"]
+    assert set(settings["event_subscriptions"]["bot_events"]) == {"message.im", "app_home_opened"}
+    assert settings["interactivity"]["is_enabled"] is True
+    assert settings["socket_mode_enabled"] is True
+    assert data["features"]["app_home"]["home_tab_enabled"] is True
+
+
+def test_slack_manifest_for_http_mode_sends_everything_to_the_url():
+    """With --request-url, Socket Mode is off and commands, events and buttons go to the URL."""
+    url = "https://bot.example.org/slack/events"
+    data = manifest_of("--request-url", url)
+    assert data["settings"]["socket_mode_enabled"] is False
+    assert data["settings"]["event_subscriptions"]["request_url"] == url
+    assert data["settings"]["interactivity"]["request_url"] == url
+    assert {c["url"] for c in data["features"]["slash_commands"]} == {url}
+
+
+def test_slack_manifest_uses_the_network_name(tmp_path):
+    """The app's name comes from network.name in the config."""
+    config = write(tmp_path / "c.toml", '[network]\nname = "Heads Together"\n')
+    data = manifest_of("-c", str(config))
+    assert data["display_information"]["name"] == "Heads Together"
+    assert data["features"]["bot_user"]["display_name"] == "Heads Together"
+
+
+def test_slack_manifest_refuses_a_request_url_that_is_not_a_url():
+    """A --request-url that isn't http(s) is refused in one line, exit 1."""
+    result = runner.invoke(app, ["slack-manifest", "--request-url", "bot.example.org"])
+    assert result.exit_code == 1
+    assert "--request-url must be" in one_line(result.stderr)

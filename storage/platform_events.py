@@ -1,0 +1,59 @@
+"""Platform events already handled, so a platform's retry of one is handled once.
+
+Slack resends an event it thinks went unanswered (``X-Slack-Retry-Num``, the same ``event_id``),
+and with several instances behind a load balancer the resend may reach another one. The first to
+record the event id handles it; the unique key makes every other attempt see it as a repeat.
+Rows are only needed for as long as a platform retries (minutes), so old ones are forgotten.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Index, UniqueConstraint, delete
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, SQLModel, col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.types import UTCDateTime
+
+KEEP_FOR = timedelta(days=1)  # far longer than any platform keeps retrying an event
+
+
+class PlatformEvent(SQLModel, table=True):
+    """One event id a platform sent us, and when it was first seen."""
+
+    __tablename__ = "platform_event"
+    __table_args__ = (
+        UniqueConstraint("platform", "event_id", name="uq_platform_event"),
+        Index("ix_platform_event_seen_at", "seen_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=20)
+    event_id: str = Field(max_length=100)
+    seen_at: datetime = Field(sa_type=UTCDateTime)
+
+
+async def first_sighting(
+    session: AsyncSession, platform: str, event_id: str, now: datetime
+) -> bool:
+    """Record `event_id`; True the first time, False for a repeat (from any instance).
+
+    The caller commits. A repeat leaves the session usable (the insert is in a savepoint).
+    """
+    try:
+        async with session.begin_nested():
+            session.add(PlatformEvent(platform=platform, event_id=event_id[:100], seen_at=now))
+            await session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+async def forget_old_events(session: AsyncSession, now: datetime) -> int:
+    """Delete event ids seen more than `KEEP_FOR` ago; return how many. The caller commits."""
+    result = await session.exec(
+        delete(PlatformEvent).where(col(PlatformEvent.seen_at) < now - KEEP_FOR)
+    )
+    return result.rowcount or 0
