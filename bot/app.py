@@ -16,6 +16,7 @@ from bot.clock import Clock
 from bot.config import ConfigError, Settings
 from bot.core import Core, Registry, Services
 from bot.delivery import DeliveryWorker, Outbox
+from bot.ops import Operations
 from bot.platforms import Platform
 from bot.ui import Channel
 from scheduler import Ticker
@@ -120,7 +121,14 @@ class App:
             else self._configured_platforms(console_in, console_out)
         ):
             self.platforms[platform.name] = platform
-        self.delivery = DeliveryWorker(self.database, self.outbox, self.clock, self.platforms)
+        self.ops = Operations(settings.http, self.database, self.platforms, self.clock)
+        self.delivery = DeliveryWorker(
+            self.database,
+            self.outbox,
+            self.clock,
+            self.platforms,
+            on_sent=self.ops.metrics.sent,
+        )
         self.core = Core(self.services, on_commit=self.delivery.wake)
         self.ticker = Ticker(self.services)
         self._tasks: list[asyncio.Task] = []
@@ -139,14 +147,14 @@ class App:
                     out=console_out,
                 )
             )
-        if self.settings.discord_enabled:
-            from bot.platforms.discord import DiscordPlatform
-
-            found.append(DiscordPlatform(self.settings.discord))
         if self.settings.slack_enabled:
             from bot.platforms.slack import SlackPlatform
 
             found.append(SlackPlatform(self.settings.slack))
+        if self.settings.discord_enabled:
+            from bot.platforms.discord import DiscordPlatform
+
+            found.append(DiscordPlatform(self.settings.discord))
         return found
 
     async def start(self) -> None:
@@ -160,6 +168,7 @@ class App:
         """Start, then run until every platform is done (the console at end of input)."""
         await self.start()
         try:
+            await self.ops.start()
             self.ticker.start()
             self._tasks.append(asyncio.create_task(self.delivery.run(), name="delivery"))
             await self.settle()
@@ -169,6 +178,7 @@ class App:
             await self.stop()
 
     async def stop(self) -> None:
+        await self.ops.stop()
         self.ticker.stop()
         for task in self._tasks:
             task.cancel()

@@ -47,7 +47,9 @@ def run(config: ConfigOption = None) -> None:
     from bot.app import App
 
     settings = _settings(config)
-    logs.configure("WARNING" if settings.console_enabled else None)
+    # The console keeps stderr readable for a person; a server writes one JSON object a line.
+    console = settings.console_enabled
+    logs.configure("WARNING" if console else None, json=not console)
     try:
         bot = App(settings)
         asyncio.run(bot.run())

@@ -218,6 +218,7 @@ class DeliveryWorker:
         platforms: dict[str, Platform],
         *,
         poll_seconds: float = 1.0,
+        on_sent: Callable[[str], None] = lambda _platform: None,
     ) -> None:
         self.database = database
         self.outbox = outbox
@@ -225,6 +226,7 @@ class DeliveryWorker:
         self.platforms = platforms
         self.owner = uuid.uuid4().hex[:12]
         self.poll_seconds = poll_seconds
+        self.on_sent = on_sent  # counts deliveries for /metrics
         self._wake = asyncio.Event()
         self._drain_lock = asyncio.Lock()
         self._resting: dict[str, datetime] = {}  # platform → when to ask it again
@@ -480,6 +482,7 @@ class DeliveryWorker:
                 )
             await session.commit()
         log.info("delivery.sent", outbox_id=row.id, platform=row.platform, kind=row.kind)
+        self.on_sent(row.platform)
 
     async def _failed(self, row: OutboxMessage, exc: DeliveryError) -> None:
         async with self.database.session() as session:

@@ -94,3 +94,9 @@ class Platform(ABC):
     def has_channel(self, channel: Channel) -> bool:
         """Whether this platform has a place configured for the shared channel."""
         return True
+
+    @property
+    def connected(self) -> bool:
+        """Whether the platform is connected right now (``/healthz``); an adapter that can lose
+        its connection says so here."""
+        return True

@@ -498,6 +498,11 @@ class DiscordPlatform(Platform):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await gateway
 
+    @property
+    def connected(self) -> bool:
+        client = self._client
+        return client is not None and client.is_ready() and not client.is_closed()
+
     def has_channel(self, channel: Channel) -> bool:
         return bool(self._channel_id(channel.value, strict=False))
 
