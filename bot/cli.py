@@ -105,6 +105,41 @@ def keygen() -> None:
     typer.echo(Cipher.generate_key())
 
 
+@app.command("rotate-key")
+def rotate_key(config: ConfigOption = None) -> None:
+    """Re-encrypt all stored private text under the newest of storage.encryption_key's keys."""
+    from storage.db import Database
+    from storage.rotation import RotationError, ciphers_for, rotate_keys
+
+    settings = _settings(config)
+    setting = settings.storage.encryption_key.get_secret_value()
+    try:
+        ciphers_for(setting)  # refuse before touching the database
+    except RotationError as exc:
+        raise _fail(str(exc)) from None
+
+    async def rotate():
+        database = Database(settings.storage.url)
+        try:
+            await database.upgrade()
+            return await rotate_keys(database, setting)
+        finally:
+            await database.close()
+
+    try:
+        counts = asyncio.run(rotate())
+    except (RotationError, DatabaseUnavailable) as exc:
+        raise _fail(str(exc)) from None
+    for count in counts:
+        typer.echo(
+            f"{count.label}: {count.rotated} re-encrypted, {count.current} already on the new key"
+        )
+    typer.echo(
+        "Done: everything is encrypted under the first key. You can now remove the other "
+        "key(s) from storage.encryption_key."
+    )
+
+
 @app.command("slack-manifest")
 def slack_manifest(
     config: ConfigOption = None,

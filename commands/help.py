@@ -51,7 +51,9 @@ async def privacy(ctx: Context) -> Message:
         "is kept.\n"
         "• Events: which events you said you'd go to.\n"
         "• Your platform name and id, so messages reach you.\n"
-        "Use `/headsup export` to get a copy of everything, and `/headsup forget-me` to delete it."
+        "`/headsup export` gives you a file of everything stored about you. "
+        "`/headsup forget-me` deletes all of it, after you confirm: an open support conversation "
+        "is closed, and only a record that the case happened stays, with nothing that names you."
     )
 
 

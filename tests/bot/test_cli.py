@@ -272,6 +272,58 @@ def test_headsup_script_is_installed(tmp_path):
     Fernet(result.stdout.strip().encode())
 
 
+# --- rotate-key -------------------------------------------------------------------------------
+
+
+def test_rotate_key_with_one_key_refuses_in_one_line(tmp_path):
+    """With a single key, `rotate-key` explains what to do in one line, exits 1, and leaves the
+    database alone."""
+    key = Fernet.generate_key().decode()
+    config = write(tmp_path / "c.toml", f'[storage]\nurl = "sqlite:///{tmp_path / "a.db"}"\n')
+    result = headsup(
+        "rotate-key", "-c", str(config), cwd=tmp_path,
+        env=clean_env(HEADSUP_STORAGE__ENCRYPTION_KEY=key),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "holds one key" in one_line(result.stderr)
+    assert "Traceback" not in result.stderr and key not in result.stderr
+    assert not (tmp_path / "a.db").exists()  # refused before touching the database
+
+
+def test_rotate_key_reencrypts_stored_notes_and_prints_counts(tmp_path):
+    """A note stored under the old key is readable by the new key alone afterwards; the counts
+    for each kind of private text are printed."""
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    db_file = tmp_path / "a.db"
+    config = write(tmp_path / "c.toml", f'[storage]\nurl = "sqlite:///{db_file}"\n')
+    assert runner.invoke(app, ["db", "upgrade", "-c", str(config)]).exit_code == 0
+    token = Fernet(old.encode()).encrypt(b"a private note").decode()
+    with sqlite3.connect(db_file) as conn:
+        conn.execute(
+            "INSERT INTO member (id, name, roles, created_at, last_seen_at) "
+            "VALUES (1, 'Ann', '', '2026-01-05 09:00:00', '2026-01-05 09:00:00')"
+        )
+        conn.execute(
+            "INSERT INTO checkin_week (member_id, opens_at, skipped, note) "
+            "VALUES (1, '2026-01-12 08:00:00', 0, ?)",
+            (token,),
+        )
+    result = runner.invoke(
+        app,
+        ["rotate-key", "-c", str(config)],
+        env={"HEADSUP_STORAGE__ENCRYPTION_KEY": f"{new},{old}"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "check-in notes: 1 re-encrypted, 0 already on the new key" in result.stdout
+    assert "You can now remove the other key(s)" in result.stdout
+    with sqlite3.connect(db_file) as conn:
+        [(stored,)] = conn.execute("SELECT note FROM checkin_week").fetchall()
+    assert Fernet(new.encode()).decrypt(stored.encode()) == b"a private note"
+
+
+# --- slack-manifest ---------------------------------------------------------------------------
+
+
 def manifest_of(*args: str) -> dict:
     import yaml
 
