@@ -56,6 +56,9 @@ class Actor:
     display_name: str
     roles: frozenset[Role] = frozenset()
     timezone: str | None = None  # the platform's idea of their zone (Slack's users.info), if any
+    # Not in the network's server or workspace (another guild, an external Slack user): the
+    # core refuses them everything and stores nothing about them.
+    stranger: bool = False
 
     def has(self, role: Role) -> bool:
         return role == Role.MEMBER or role in self.roles
@@ -445,6 +448,10 @@ SORRY = (
     "Sorry — something went wrong on our side and nothing was changed. "
     "Please try again in a moment."
 )
+STRANGER = (
+    "Sorry — this bot is only for members of the {network} network's own space, so I can't help "
+    "here. If you need to talk to someone now: {emergency}"
+)
 UNAVAILABLE = (
     "Sorry — HeadsUp is temporarily unavailable, please try again in a minute. "
     "If you need to talk to someone now: {emergency}"
@@ -558,6 +565,14 @@ class Core:
 
         services = self.services
         now = services.clock.now()
+        if actor.stranger:
+            log.info(event, name=name, outcome="stranger", platform=actor.platform)
+            return Reply.of(
+                STRANGER.format(
+                    network=services.settings.network.name,
+                    emergency=services.settings.support.emergency,
+                )
+            )
         try:
             async with services.database.session() as session:
                 try:

@@ -413,7 +413,8 @@ class DiscordPlatform(Platform):
         self._ready = asyncio.Event()
         self._inflight: set[asyncio.Task[Any]] = set()
         self._seen: OrderedDict[int, None] = OrderedDict()
-        self._roles: dict[int, tuple[frozenset[Role], float]] = {}
+        # user id → (roles, a member of the server?, when Discord told us)
+        self._roles: dict[int, tuple[frozenset[Role], bool, float]] = {}
         self._dm_told: dict[str, Any] = {}
         self._overflow: dict[str, dict[str, str]] = {}
         self._tree: dict[str, Any] = {}
@@ -817,13 +818,16 @@ class DiscordPlatform(Platform):
     # --- who is asking -----------------------------------------------------------------------
 
     async def actor_of(self, user: discord.User | discord.Member) -> Actor:
-        """The neutral actor: roles from the member's server roles (looked up for a DM)."""
+        """The neutral actor: roles from the member's server roles (looked up for a DM). Someone
+        who is not in the network's server is a stranger, whom the core turns away."""
         if isinstance(user, discord.Member) and user.guild.id == self.guild_id:
-            roles = self._roles_from([r.id for r in user.roles])
-            self._roles[user.id] = (roles, time.monotonic())
+            roles, member = self._roles_from([r.id for r in user.roles]), True
+            self._roles[user.id] = (roles, True, time.monotonic())
+        elif isinstance(user, discord.Member):
+            roles, member = frozenset(), False  # another server's member
         else:
-            roles = await self._roles_of(user.id)
-        return Actor("discord", str(user.id), user.display_name, roles)
+            roles, member = await self._roles_of(user.id)
+        return Actor("discord", str(user.id), user.display_name, roles, stranger=not member)
 
     def _roles_from(self, role_ids: list[int]) -> frozenset[Role]:
         found = set()
@@ -833,23 +837,25 @@ class DiscordPlatform(Platform):
             found.add(Role.COORDINATOR)
         return frozenset(found)
 
-    async def _roles_of(self, user_id: int) -> frozenset[Role]:
-        """A member's roles when the event itself doesn't carry them (DMs): cached, else asked
-        for (GET /guilds/{id}/members/{user}, which needs no privileged intent)."""
+    async def _roles_of(self, user_id: int) -> tuple[frozenset[Role], bool]:
+        """A member's roles when the event itself doesn't carry them (DMs), and whether they are
+        in the server at all: cached, else asked for (GET /guilds/{id}/members/{user}, which
+        needs no privileged intent). If Discord can't say, they are taken to be a member: a
+        person in crisis is never turned away for an outage."""
         cached = self._roles.get(user_id)
-        if cached is not None and time.monotonic() - cached[1] < ROLE_CACHE_SECONDS:
-            return cached[0]
+        if cached is not None and time.monotonic() - cached[2] < ROLE_CACHE_SECONDS:
+            return cached[0], cached[1]
         try:
             data = await self.client.http.get_member(self.guild_id, user_id)
         except discord.NotFound:
-            roles: frozenset[Role] = frozenset()
+            roles, member = frozenset(), False
         except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
             log.warning("discord.roles_unknown", user_id=user_id, error=type(exc).__name__)
-            return cached[0] if cached is not None else frozenset()
+            return (cached[0], cached[1]) if cached is not None else (frozenset(), True)
         else:
-            roles = self._roles_from([int(r) for r in data.get("roles", [])])
-        self._roles[user_id] = (roles, time.monotonic())
-        return roles
+            roles, member = self._roles_from([int(r) for r in data.get("roles", [])]), True
+        self._roles[user_id] = (roles, member, time.monotonic())
+        return roles, member
 
     async def _dms_closed_note(self, actor: Actor) -> Message | None:
         """A short note when a DM to this member failed for good since we last told them."""

@@ -477,6 +477,7 @@ class _Profile:
     name: str
     timezone: str | None
     fetched: float
+    team_id: str | None = None  # their home workspace (another one for a Slack Connect user)
 
 
 # --- the platform ------------------------------------------------------------------------------
@@ -505,6 +506,7 @@ class SlackPlatform(Platform):
         self._dm_channels: dict[str, str] = {}
         self._last_purge = 0.0
         self.bot_user_id = ""
+        self.team_id = ""  # the network's workspace
         self.http_port = 0  # where HTTP mode listens, once started
         self.handled = 0  # requests handled to the end (for tests and health)
 
@@ -535,6 +537,7 @@ class SlackPlatform(Platform):
         try:
             auth = await self._client.auth_test()
             self.bot_user_id = str(auth.get("user_id") or "")
+            self.team_id = str(auth.get("team_id") or "")
             self._app = self._build_app(library_log)
             if self.config.mode == "socket":
                 await self._connect_socket(library_log)
@@ -983,7 +986,11 @@ class SlackPlatform(Platform):
             roles.add(Role.COACH)
         if user_id in self.config.coordinators:
             roles.add(Role.COORDINATOR)
-        return Actor("slack", user_id, profile.name, frozenset(roles), profile.timezone)
+        # Someone from another workspace (in a shared channel) is a stranger, turned away.
+        stranger = bool(self.team_id and profile.team_id and profile.team_id != self.team_id)
+        return Actor(
+            "slack", user_id, profile.name, frozenset(roles), profile.timezone, stranger=stranger
+        )
 
     async def _profile(self, user_id: str, fallback_name: str) -> _Profile:
         cached = self._profiles.get(user_id)
@@ -1006,7 +1013,9 @@ class SlackPlatform(Platform):
             or fallback_name
             or user_id
         )
-        profile = _Profile(str(name), user.get("tz") or None, time.monotonic())
+        profile = _Profile(
+            str(name), user.get("tz") or None, time.monotonic(), user.get("team_id") or None
+        )
         self._profiles[user_id] = profile
         return profile
 

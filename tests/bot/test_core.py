@@ -36,7 +36,7 @@ from bot.ui import (
     Style,
     ToMember,
 )
-from storage.models import OutboxMessage
+from storage.models import Member, OutboxMessage
 from tests.harness import ConsoleBot
 
 Colour = Literal["red", "green"]
@@ -374,6 +374,18 @@ async def test_role_command_refused_for_a_member(core_bot, seen):
     out = await command(core_bot, "/secret")
     assert out == "Sorry — /secret is only for coordinators."
     assert seen == []
+
+
+async def test_a_stranger_is_refused_with_the_emergency_line_and_nothing_stored(core_bot, seen):
+    """Someone outside the network's space is refused everything; no member row is made."""
+    stranger = Actor("console", "zed", "zed", frozenset({Role.COORDINATOR}), stranger=True)
+    out = await command(core_bot, "/secret", stranger)
+    assert "only for members of the" in out and "999" in out
+    pressed = texts(await core_bot.app.core.press(stranger, "anything:1"))
+    assert "only for members of the" in pressed
+    assert seen == []
+    async with core_bot.app.database.session() as session:
+        assert (await session.exec(select(func.count()).select_from(Member))).one() == 0
 
 
 async def test_role_command_allowed_for_the_role(core_bot, seen):

@@ -89,6 +89,7 @@ class FakeDiscord:
         self.messages: dict[str, dict[str, Any]] = {}  # every message the bot posted, by id
         self.scheduled_events: dict[str, dict[str, Any]] = {}  # the server's scheduled events
         self.last_dispatch: tuple[str, dict[str, Any]] | None = None
+        self.strangers: set[str] = set()  # users outside the server
         self.requests: list[Recorded] = []
         self.commands: list[dict[str, Any]] = []
         self.interactions: dict[str, Interaction] = {}
@@ -125,6 +126,11 @@ class FakeDiscord:
     def add_member(self, user_id: str, name: str, roles: list[str] | None = None) -> None:
         self.users[user_id] = _user(user_id, name)
         self.member_roles[user_id] = list(roles or [])
+
+    def add_stranger(self, user_id: str, name: str) -> None:
+        """A Discord user who can DM the bot but is not in the server."""
+        self.users[user_id] = _user(user_id, name)
+        self.strangers.add(user_id)
 
     @property
     def base_url(self) -> str:
@@ -648,7 +654,7 @@ class FakeDiscord:
         return self._dm_channel(str(body["recipient_id"]))
 
     def _get_member(self, guild_id: str, user_id: str) -> web.Response:
-        if guild_id != self.guild_id or user_id not in self.users:
+        if guild_id != self.guild_id or user_id not in self.users or user_id in self.strangers:
             return _error(404, 10007, "Unknown Member")
         return _ok(self._member(user_id))
 

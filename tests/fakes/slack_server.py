@@ -112,10 +112,13 @@ class FakeSlack:
 
     # --- set-up ---------------------------------------------------------------------------
 
-    def add_user(self, user_id: str, name: str, tz: str = "Europe/London") -> None:
+    def add_user(
+        self, user_id: str, name: str, tz: str = "Europe/London", team_id: str | None = None
+    ) -> None:
+        """A user of the workspace (or, with another `team_id`, a Slack Connect user)."""
         self.users[user_id] = {
             "id": user_id,
-            "team_id": self.team_id,
+            "team_id": team_id or self.team_id,
             "name": name,
             "real_name": name.capitalize(),
             "tz": tz,

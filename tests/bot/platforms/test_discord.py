@@ -91,6 +91,11 @@ class DiscordBot:
         assert self.app is not None
         await self.app.settle()
 
+    async def identities(self) -> list[Identity]:
+        assert self.app is not None
+        async with self.app.database.session() as session:
+            return list((await session.exec(select(Identity))).all())
+
     async def identity(self, user_id: str) -> Identity:
         assert self.app is not None
         async with self.app.database.session() as session:
@@ -382,6 +387,16 @@ async def test_a_dm_delivered_twice_after_a_resume_is_relayed_once(
     await bot.settle()
     relayed = [m for m in fake.dms_to(COACH) if "Only say this once" in m["content"]]
     assert len(relayed) == 1
+
+
+async def test_someone_outside_the_server_is_turned_away_kindly(bot: DiscordBot, fake: FakeDiscord):
+    """A DM from a Discord user who is not in the server gets a refusal with the emergency line,
+    and nothing about them is stored."""
+    fake.add_stranger("777", "mallory")
+    await bot.dm("777", "let me see the cases")
+    (answer,) = fake.dms_to("777")
+    assert "only for members" in answer["content"] and "999" in answer["content"]
+    assert all(i.user_id != "777" for i in await bot.identities())
 
 
 async def test_dm_to_the_bot_gets_the_menu(bot: DiscordBot, fake: FakeDiscord):

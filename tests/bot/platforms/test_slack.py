@@ -250,6 +250,16 @@ async def members(bot: SlackBot) -> list[Identity]:
         return list((await session.exec(select(Identity))).all())
 
 
+async def test_a_user_from_another_workspace_is_turned_away_kindly(bot: SlackBot, fake: FakeSlack):
+    """A Slack Connect user from another workspace is refused (with the emergency line) and
+    nothing about them is stored."""
+    fake.add_user("UEXT", "outsider", team_id="T999")
+    answered = await bot.run("UEXT", "/checkin")
+    assert "only for members" in answers_text(answered)
+    assert "999" in answers_text(answered)
+    assert all(i.user_id != "UEXT" for i in await members(bot))
+
+
 async def test_a_bad_signature_is_refused_and_changes_nothing(bot: SlackBot, fake: FakeSlack):
     """A request signed with another secret gets 401, and the bot does nothing with it."""
     calls = len(fake.calls)
