@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
@@ -744,3 +745,26 @@ async def test_a_refused_scheduled_event_does_not_block_the_announcement(
     rows = [r for r in await bot.outbox() if r.kind == "calendar"]
     assert [(r.status, r.last_error) for r in rows] == [(OutboxStatus.FAILED, "400:30038")]
     assert fake.scheduled_events == {}
+
+
+# --- privacy ----------------------------------------------------------------------------------
+
+
+async def test_export_is_a_private_json_file(bot: DiscordBot, fake: FakeDiscord):
+    """/headsup export answers ephemerally with the member's data as a JSON attachment."""
+    interaction = await bot.run(MEMBER, "headsup", "export")
+    (reply,) = [m for m in fake.replies_to(interaction) if m.get("attachments")]
+    (attached,) = reply["attachments"]
+    assert attached["filename"].startswith("headsup-export-")
+    exported = json.loads(attached["_content"])
+    assert any(i["user_id"] == MEMBER for i in exported["identities"])
+    assert reply["flags"] & EPHEMERAL
+
+
+async def test_forget_me_deletes_the_member_after_the_confirm(bot: DiscordBot, fake: FakeDiscord):
+    """/headsup forget-me asks first; *Delete everything* removes the member's identity."""
+    asked = await bot.run(MEMBER, "headsup", "forget-me")
+    assert any(i.user_id == MEMBER for i in await bot.identities())
+    confirm = with_button(fake.replies_to(asked), "Delete everything")
+    await bot.press(MEMBER, confirm, "Delete everything")
+    assert all(i.user_id != MEMBER for i in await bot.identities())

@@ -924,3 +924,26 @@ async def test_a_malformed_socket_envelope_is_acknowledged_and_dropped(
     assert interaction.ack == {}
     asked = await socket_bot.run(MEMBER, "/headsup", "help")
     assert "Here's what you can do" in asked.ack["text"]
+
+
+# --- privacy ----------------------------------------------------------------------------------
+
+
+async def test_export_arrives_as_a_json_file_in_the_members_dm(bot: SlackBot, fake: FakeSlack):
+    """/headsup export uploads the member's data file to their DM and says so privately."""
+    await bot.run(MEMBER, "/support", "Nobody else should see this")
+    answered = await bot.run(MEMBER, "/headsup", "export")
+    (shared,) = fake.files
+    assert shared["channel"] == fake.dm_channel(MEMBER)
+    assert shared["filename"].startswith("headsup-export-")
+    exported = json.loads(shared["content"])
+    assert any(i["user_id"] == MEMBER for i in exported["identities"])
+    assert "direct messages" in answers_text(answered)
+
+
+async def test_forget_me_deletes_the_member_after_the_confirm(bot: SlackBot, fake: FakeSlack):
+    """/headsup forget-me asks first; *Delete everything* removes the member's identity."""
+    asked = await bot.run(MEMBER, "/headsup", "forget-me")
+    assert any(i.user_id == MEMBER for i in await members(bot))
+    await bot.press(MEMBER, with_button(asked.answers, "Delete everything"), "Delete everything")
+    assert all(i.user_id != MEMBER for i in await members(bot))
