@@ -32,7 +32,7 @@ import secrets
 import time
 import zoneinfo
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
@@ -509,7 +509,7 @@ class DiscordPlatform(Platform):
 
     async def send(self, target: Target, message: Message) -> SentRef:
         client = self.client
-        try:
+        with delivery_failures(bad="bad_recipient"):
             if target.kind == "dm":
                 channel_id = target.dm_channel_id or await self._open_dm(target.recipient)
             else:
@@ -519,38 +519,22 @@ class DiscordPlatform(Platform):
             # resend after a crash with the first message instead of posting a second.
             nonce = getattr(target, "nonce", None)
             sent = await channel.send(**message_kwargs(message), nonce=nonce)
-        except discord.RateLimited as exc:
-            raise DeliveryError("429", retry_after=exc.retry_after) from None
-        except discord.HTTPException as exc:
-            raise delivery_error(exc) from None
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise DeliveryError(f"network:{type(exc).__name__}") from None
-        except ValueError:
-            raise DeliveryError("bad_recipient", permanent=True) from None
         log.info("discord.sent", kind=target.kind, channel_id=channel_id, message_id=sent.id)
         return SentRef(str(channel_id), str(sent.id))
 
     async def edit(self, ref: SentRef, message: Message) -> None:
         client = self.client
-        try:
+        with delivery_failures(bad="bad_ref"):
             channel = client.get_partial_messageable(int(ref.channel_id))
             await channel.get_partial_message(int(ref.message_id)).edit(
                 **message_kwargs(message, edit=True)
             )
-        except ValueError:
-            raise DeliveryError("bad_ref", permanent=True) from None
-        except discord.RateLimited as exc:
-            raise DeliveryError("429", retry_after=exc.retry_after) from None
-        except discord.HTTPException as exc:
-            raise delivery_error(exc) from None
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise DeliveryError(f"network:{type(exc).__name__}") from None
         log.info("discord.edited", channel_id=ref.channel_id, message_id=ref.message_id)
 
     async def publish_calendar(self, entry: CalendarEntry, ref: SentRef | None) -> SentRef:
         """The event as a native scheduled event (external: Discord shows the location)."""
         fields = scheduled_event_fields(entry)
-        try:
+        with delivery_failures(bad="bad_ref"):
             guild = self.client.get_guild(self.guild_id) or await self.client.fetch_guild(
                 self.guild_id
             )
@@ -570,14 +554,6 @@ class DiscordPlatform(Platform):
             elif event.status is discord.EventStatus.active:
                 await event.end()
             # Already over or cancelled: nothing left to change.
-        except ValueError:
-            raise DeliveryError("bad_ref", permanent=True) from None
-        except discord.RateLimited as exc:
-            raise DeliveryError("429", retry_after=exc.retry_after) from None
-        except discord.HTTPException as exc:
-            raise delivery_error(exc) from None
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise DeliveryError(f"network:{type(exc).__name__}") from None
         log.info("discord.event_updated", scheduled_event_id=ref.message_id)
         return ref
 
@@ -1089,6 +1065,22 @@ def point_discord_py_at(config: DiscordConfig) -> None:
     DiscordWebSocket.DEFAULT_GATEWAY = (
         yarl.URL(config.gateway_url) if config.gateway_url else DISCORD_GATEWAY
     )
+
+
+@contextlib.contextmanager
+def delivery_failures(*, bad: str) -> Iterator[None]:
+    """Discord's exceptions while delivering, as the worker's kinds of failure; a ValueError
+    (an id that is not a number) is the permanent failure `bad`."""
+    try:
+        yield
+    except discord.RateLimited as exc:
+        raise DeliveryError("429", retry_after=exc.retry_after) from None
+    except discord.HTTPException as exc:
+        raise delivery_error(exc) from None
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise DeliveryError(f"network:{type(exc).__name__}") from None
+    except ValueError:
+        raise DeliveryError(bad, permanent=True) from None
 
 
 def delivery_error(exc: discord.HTTPException) -> DeliveryError:
