@@ -47,9 +47,6 @@ def sqlite_path(url: str | URL) -> Path | None:
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    # SQLAlchemy, not the driver, says where transactions begin: the driver's own handling
-    # commits when a SAVEPOINT is released, so a rollback could not undo what came before it.
-    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -58,10 +55,13 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _sqlite_begin(conn) -> None:
-    # IMMEDIATE takes the write lock at the start: a unit that reads and then writes waits its
-    # turn (busy_timeout) instead of failing because another connection wrote in between.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+def _sqlite_savepoint(conn, _name) -> None:
+    # The driver begins a transaction only before a write, and a SAVEPOINT outside one starts
+    # a transaction that its RELEASE commits: a rollback after it (a refused first command)
+    # could not undo it. Begin first. Reads before the first write stay outside the
+    # transaction, so readers never wait for a writer and a writer never trips on a stale read.
+    if not conn.connection.driver_connection.in_transaction:
+        conn.exec_driver_sql("BEGIN")
 
 
 class Database:
@@ -77,7 +77,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+            event.listen(self.engine.sync_engine, "savepoint", _sqlite_savepoint)
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
