@@ -42,6 +42,7 @@ URGENT_BACKOFF_CAP = timedelta(seconds=30)  # a crisis offer never waits long be
 PLATFORM_REST_CAP = timedelta(seconds=60)
 PLATFORM_WIDE = ("http_5", "network:", "429", "not_connected")
 MAX_CHANNEL_PACERS = 10_000
+PACE_BURST = 2  # requests that may go at once: a first DM costs two
 GIVE_UP_AFTER = 60  # attempts: about nine hours at the cap
 BATCH = 50
 SENT_RETRY_PAUSES = (0.1, 0.5, 2.0)  # seconds between tries at recording a delivery
@@ -191,12 +192,15 @@ class Pacer:
 
     def __init__(self, pace: Pace) -> None:
         self.pace = pace
-        self._whole = AsyncLimiter(pace.per_second, 1) if pace.per_second else None
+        # A small bucket: after a pause only a couple of requests go at once, not a whole
+        # second's allowance, so no one-second window ever holds more than the limit plus two.
+        burst = PACE_BURST if pace.per_second and pace.per_second >= PACE_BURST else 1
+        self._whole = AsyncLimiter(burst, burst / pace.per_second) if pace.per_second else None
         self._channels: dict[str, AsyncLimiter] = {}
 
     async def wait(self, channel: str, cost: int = 1) -> None:
         if self._whole is not None:
-            await self._whole.acquire(cost)
+            await self._whole.acquire(min(cost, self._whole.max_rate))
         if self.pace.per_channel_per_second:
             limiter = self._channels.get(channel)
             if limiter is None:

@@ -460,20 +460,24 @@ async def report(
     this_monday = today - timedelta(days=today.weekday())
     first_monday = this_monday - timedelta(weeks=weeks - 1)
     since = datetime.combine(first_monday, time(0), tzinfo=zone)
+    # Counted in the database (a few hundred groups, not every answer), then put into the
+    # network's weeks here, where the timezone is known.
     rows = (
         await ctx.session.exec(
-            select(CheckinWeek.opens_at, CheckinWeek.score).where(
+            select(CheckinWeek.opens_at, CheckinWeek.score, func.count())
+            .where(
                 col(CheckinWeek.score).is_not(None),
                 CheckinWeek.opens_at >= since,
                 CheckinWeek.opens_at <= ctx.now,
             )
+            .group_by(CheckinWeek.opens_at, CheckinWeek.score)
         )
     ).all()
     by_week: dict[object, Counter[int]] = {}
-    for opens_at, score in rows:
+    for opens_at, score, count in rows:
         local = opens_at.astimezone(zone).date()
         monday = local - timedelta(days=local.weekday())
-        by_week.setdefault(monday, Counter())[score] += 1
+        by_week.setdefault(monday, Counter())[score] += count
     lines = [f"Check-in totals for the last {weeks} weeks (anonymous):"]
     shown: Counter[int] = Counter()
     for i in range(weeks):

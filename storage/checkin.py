@@ -47,7 +47,8 @@ class CheckinWeek(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("member_id", "opens_at", name="uq_checkin_week_member_opens"),
         Index("ix_checkin_week_reminder", "reminder_due_at"),
-        Index("ix_checkin_week_opens", "opens_at"),
+        # Covers the coordinators' report: weeks by when they opened, with their answers.
+        Index("ix_checkin_week_opens_score", "opens_at", "score"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

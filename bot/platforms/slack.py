@@ -79,7 +79,7 @@ log = structlog.get_logger("headsup.slack")
 # none of them ever logs a request body.
 LIBRARY_LOG = "headsup.slack.library"
 
-ACK_WITHIN = 2.0  # seconds: answer in the acknowledgement if the core is this quick
+ACK_WITHIN = 0.1  # seconds: answer in the acknowledgement if the core is this quick
 STOP_GRACE = 5.0  # seconds to let requests in hand finish on stop
 CONNECT_TIMEOUT = 30.0  # seconds to open the Socket Mode websocket
 USER_CACHE_SECONDS = 3600.0  # how long a member's name and timezone from users.info are kept

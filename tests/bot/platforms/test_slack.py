@@ -163,8 +163,11 @@ async def fake() -> AsyncIterator[FakeSlack]:
 
 
 @pytest.fixture
-async def bot(db: TestDatabase, fake: FakeSlack) -> AsyncIterator[SlackBot]:
+async def bot(db: TestDatabase, fake: FakeSlack, monkeypatch) -> AsyncIterator[SlackBot]:
     """The bot in HTTP mode: every request is posted, signed, to its /slack/events."""
+    # A loaded test machine can take longer than production's quick-answer window; the tests
+    # of deferring set their own.
+    monkeypatch.setattr(slack_platform, "ACK_WITHIN", 2.0)
     running = SlackBot(db, fake, "http")
     await running.start()
     yield running
@@ -172,8 +175,9 @@ async def bot(db: TestDatabase, fake: FakeSlack) -> AsyncIterator[SlackBot]:
 
 
 @pytest.fixture
-async def socket_bot(db: TestDatabase, fake: FakeSlack) -> AsyncIterator[SlackBot]:
+async def socket_bot(db: TestDatabase, fake: FakeSlack, monkeypatch) -> AsyncIterator[SlackBot]:
     """The bot in Socket Mode: every request is an envelope on its websocket."""
+    monkeypatch.setattr(slack_platform, "ACK_WITHIN", 2.0)
     running = SlackBot(db, fake, "socket")
     await running.start()
     yield running
