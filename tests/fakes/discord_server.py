@@ -8,6 +8,11 @@ be told to fail the next matching request (a 429 with Retry-After, a 50007, a 5x
 Tests drive it like people would: ``command`` runs a slash command, ``press`` clicks a button
 on a message, ``submit`` sends a modal, ``dm`` writes to the bot; each returns once the event
 is on the gateway, and ``wait_for`` waits until the bot has reacted.
+
+By default it answers every request at once. ``enforce_global_limit`` holds the bot to
+Discord's global limit (requests per second per bot token) as Discord does: a request beyond it
+gets a 429 with ``"global": true``, a ``Retry-After`` header and ``X-RateLimit-Global`` /
+``X-RateLimit-Scope: global``, and interaction answers are exempt.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -102,6 +109,12 @@ class FakeDiscord:
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Condition()
         self.port = 0
+        # The global limit, when enforced: at most `_global_count` requests in any window of
+        # `_global_window` seconds; `_served` holds when the requests in the window were served.
+        self._global_count = 0
+        self._global_window = 1.0
+        self._served: deque[float] = deque()
+        self.rate_limited = 0  # 429s answered because of the global limit
 
     # --- set-up ---------------------------------------------------------------------------
 
@@ -171,6 +184,17 @@ class FakeDiscord:
         self._failures.append(
             Failure(method.upper(), re.compile(path), status, code, retry_after, times)
         )
+
+    def enforce_global_limit(self, per_second: float = 50.0) -> None:
+        """Hold the bot to Discord's global limit: at most `per_second` requests in any one
+        second (counted over a longer window when it is below one a second). Requests to the
+        interaction endpoints are exempt, as on Discord. ``0`` stops enforcing it."""
+        if per_second < 0:
+            raise ValueError("per_second must be 0 or more")
+        self._global_count = max(1, round(per_second)) if per_second else 0
+        self._global_window = self._global_count / per_second if per_second else 1.0
+        self._served.clear()
+        self.rate_limited = 0
 
     # --- driving the bot ------------------------------------------------------------------
 
@@ -425,6 +449,10 @@ class FakeDiscord:
             webhook = path.startswith(("/interactions/", "/webhooks/"))
             if not webhook and request.headers.get("Authorization") != "Bot x":
                 return _error(401, 0, "401: Unauthorized")
+            if not webhook:
+                limited = self._global_limit()
+                if limited is not None:
+                    return limited
             return self._rest(request.method, path, body, files)
         finally:
             async with self._changed:
@@ -456,6 +484,34 @@ class FakeDiscord:
                     )
                 return _error(failure.status, failure.code, "injected failure")
         return None
+
+    def _global_limit(self) -> web.Response | None:
+        """A global 429 when this request would exceed the enforced limit; else count it."""
+        if not self._global_count:
+            return None
+        now = time.monotonic()
+        while self._served and self._served[0] <= now - self._global_window:
+            self._served.popleft()
+        if len(self._served) < self._global_count:
+            self._served.append(now)
+            return None
+        self.rate_limited += 1
+        after = math.ceil((self._served[0] + self._global_window - now) * 1000) / 1000
+        # As Discord answers: the precise wait in the body, whole seconds in Retry-After, and
+        # Via (discord.py takes a 429 without it for a Cloudflare ban).
+        return web.Response(
+            status=429,
+            body=json.dumps(
+                {"message": "You are being rate limited.", "retry_after": after, "global": True}
+            ).encode(),
+            headers={
+                **JSON,
+                "Retry-After": str(math.ceil(after)),
+                "X-RateLimit-Global": "true",
+                "X-RateLimit-Scope": "global",
+                "Via": "1.1 google",
+            },
+        )
 
     def _rest(self, method: str, path: str, body: Any, files: list) -> web.Response:
         routes: list[tuple[str, str, Callable[..., web.Response]]] = [
