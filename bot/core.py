@@ -36,6 +36,9 @@ if typing.TYPE_CHECKING:
 log = structlog.get_logger("headsup.core")
 
 MAX_INPUT = 5000  # characters of free text accepted in any one command, form field or DM
+# A whole-number argument is an id, a count or a score: it must fit a 32-bit database column
+# (PostgreSQL's INTEGER), or a forged button id would fail in the database instead of kindly.
+MAX_WHOLE = 2**31 - 1
 
 
 class Role(StrEnum):
@@ -172,9 +175,12 @@ class Param:
             return lowered
         if self.kind is int:
             try:
-                return int(word)
+                number = int(word)
             except ValueError:
                 raise ValueError(f"{self.metavar} should be a whole number, not {word!r}") from None
+            if not -MAX_WHOLE <= number <= MAX_WHOLE:
+                raise ValueError(f"{self.metavar} is too big a number ({MAX_WHOLE:,} at most)")
+            return number
         return word
 
 

@@ -206,7 +206,7 @@ async def status(ctx: Context) -> Message:
 def parse_limit(word: str) -> int | None:
     if word.lower() in ("none", "off", "no"):
         return None
-    if not word.isdigit() or not 1 <= int(word) <= MAX_LIMIT:
+    if not (word.isascii() and word.isdigit()) or len(word) > 6 or not 1 <= int(word) <= MAX_LIMIT:
         raise ValueError(f"the limit should be a number from 1 to {MAX_LIMIT}, or none")
     return int(word)
 

@@ -14,14 +14,14 @@ import json
 import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
 from sqlalchemy import delete, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.core import Context, Services
+from bot.core import Arg, Context, Services
 from bot.errors import UserError
 from bot.ui import Attachment, Button, Message, Reply, Style, ToMember
 from commands.checkin import SCORES
@@ -349,7 +349,9 @@ async def keep(ctx: Context) -> Reply:
 
 
 @registry.action("privacy.forget")
-async def forget_confirmed(ctx: Context, member_id: int, stamp: int) -> Reply:
+async def forget_confirmed(
+    ctx: Context, member_id: int, stamp: Annotated[int, Arg(parse=int)]
+) -> Reply:
     """*Delete everything*: forget the member who was shown the button, and only them."""
     if member_id != ctx.member_id or stamp != created_stamp(ctx.member):
         raise UserError(STALE)

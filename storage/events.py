@@ -43,7 +43,7 @@ def event_code(event_id: int) -> str:
 def parse_event_code(text: str) -> int:
     """The event id behind ``E12`` (or ``e12``); a kind ValueError when it isn't one."""
     digits = text.strip().upper().removeprefix("E")
-    if not digits.isdigit() or int(digits) < 1 or len(digits) > 9:
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 9 or int(digits) < 1:
         raise ValueError(f"{text.strip()!r} isn't an event id — they look like E12")
     return int(digits)
 
