@@ -250,16 +250,21 @@ def submitted_values(data: dict[str, Any]) -> dict[str, str]:
     """Field name → text from a modal submission (inputs in action rows or in labels)."""
     values: dict[str, str] = {}
 
-    def walk(components: list[dict[str, Any]]) -> None:
+    def walk(components: Any) -> None:
+        if not isinstance(components, list):
+            return  # a malformed submission: whatever is well formed still counts
         for component in components:
-            if component.get("type") == 4 and "custom_id" in component:
-                values[component["custom_id"]] = component.get("value") or ""
-            if "components" in component:
-                walk(component["components"])
+            if not isinstance(component, dict):
+                continue
+            custom_id = component.get("custom_id")
+            if component.get("type") == 4 and isinstance(custom_id, str):
+                value = component.get("value")
+                values[custom_id] = value if isinstance(value, str) else ""
+            walk(component.get("components"))
             if isinstance(component.get("component"), dict):
                 walk([component["component"]])
 
-    walk(data.get("components", []))
+    walk(data.get("components"))
     return values
 
 
@@ -363,6 +368,9 @@ def invocations(registry_commands: dict[tuple[str, ...], CommandSpec]) -> dict[s
     return tree
 
 
+QUOTES_AS_APOSTROPHES = str.maketrans({'"': "'", "“": "'", "”": "'", "„": "'"})
+
+
 def command_text(invocation: Invocation, values: dict[str, Any]) -> str:
     """The command text the core reads: subcommand words, then each option as a word.
 
@@ -381,8 +389,13 @@ def command_text(invocation: Invocation, values: dict[str, Any]) -> str:
         if skipped is not None:
             raise ValueError(LEAVE_GAP.format(missing=f"`{skipped}`", given=f"`{option.name}`"))
         text = str(value)
-        if not option.rest and (not text or any(c.isspace() for c in text)):
-            text = '"' + text.replace('"', "'") + '"'
+        if not option.rest:
+            # One option is one word for the core: quotes of any kind inside become
+            # apostrophes, and the whole is quoted when it has spaces or had quotes.
+            plain = text.translate(QUOTES_AS_APOSTROPHES)
+            if not plain or plain != text or any(c.isspace() for c in plain):
+                plain = f'"{plain}"'
+            text = plain
         words.append(text)
     return " ".join(words)
 
@@ -503,8 +516,14 @@ class DiscordPlatform(Platform):
 
     @property
     def connected(self) -> bool:
-        client = self._client
-        return client is not None and client.is_ready() and not client.is_closed()
+        client, gateway = self._client, self._gateway
+        return (
+            client is not None
+            and gateway is not None
+            and not gateway.done()
+            and client.is_ready()
+            and not client.is_closed()
+        )
 
     def has_channel(self, channel: Channel) -> bool:
         return bool(self._channel_id(channel.value, strict=False))
@@ -990,6 +1009,11 @@ class _Client(discord.Client):
         self.platform = platform
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = self._on_tree_error  # type: ignore[method-assign]
+        # discord.py parses each gateway event in its reader, where an exception ends the
+        # connection: one malformed event would take the bot off Discord. Drop it instead.
+        parsers = self._connection.parsers
+        for name, parse in list(parsers.items()):
+            parsers[name] = _guarded(name, parse)
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(ActionButton)
@@ -1055,6 +1079,16 @@ def scheduled_event_fields(entry: CalendarEntry) -> dict[str, Any]:
         "location": _clip(location, MAX_EVENT_LOCATION),
         "description": _clip(description, MAX_EVENT_DESCRIPTION),
     }
+
+
+def _guarded(name: str, parse: Callable[[Any], Any]) -> Callable[[Any], None]:
+    def guarded(data: Any) -> None:
+        try:
+            parse(data)
+        except Exception as exc:
+            log.error("discord.bad_event", event_type=name, error=type(exc).__name__)
+
+    return guarded
 
 
 def point_discord_py_at(config: DiscordConfig) -> None:

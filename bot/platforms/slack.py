@@ -1220,8 +1220,14 @@ def _malformed(body: Any) -> str | None:
             actions = body.get("actions")
             if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):
                 return "block_actions without actions"
+            if not isinstance(actions[0].get("action_id"), str):
+                return "block_actions without an action_id"
         elif not isinstance(body.get("view"), dict):
             return f"{kind} without view"
+        elif (
+            not isinstance(body["view"].get("callback_id"), str) or not body["view"]["callback_id"]
+        ):
+            return f"{kind} without a callback_id"
         return None
     if kind == "event_callback":
         event = body.get("event")
