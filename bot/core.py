@@ -521,7 +521,11 @@ class Core:
         it replies to (a Slack thread), when it is one."""
 
         async def run(ctx: Context) -> Any:
-            ctx.reply_to = reply_to
+            # A platform message id is short printable text; anything else (a NUL, which
+            # PostgreSQL cannot store or compare) is no reply to look up.
+            ctx.reply_to = (
+                reply_to if reply_to and reply_to.isprintable() and len(reply_to) <= 100 else None
+            )
             if len(text) > MAX_INPUT:
                 raise UserError(
                     f"That message is too long for me to pass on ({len(text):,} characters; "
