@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from cryptography.fernet import Fernet
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -42,6 +41,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bot.durations import parse_duration
+from storage.crypto import Cipher, CipherError
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -225,11 +225,14 @@ class StorageConfig(_Section):
         value = _check_secret(value)
         key = value.get_secret_value()
         if key:
+            # Several keys, comma-separated and newest first, are how a key is rotated: each
+            # must be a key on its own (the whole string never is).
             try:
-                Fernet(key)
-            except ValueError:
+                Cipher.from_setting(key)
+            except CipherError:
                 raise ValueError(
-                    "not a valid Fernet key (make one with `headsup keygen`)"
+                    "not a valid Fernet key, or comma-separated list of keys "
+                    "(make one with `headsup keygen`)"
                 ) from None
         return value
 

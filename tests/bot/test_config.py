@@ -448,6 +448,27 @@ def test_invalid_encryption_key_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -
     assert "secret-9f8e7d" not in message
 
 
+def test_several_encryption_keys_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Comma-separated keys (newest first, for rotation) are each checked and accepted."""
+    # Keys with "-" and "_" once made the joined string fail as one key, at random.
+    keys = [
+        "gXB-dWNTOsAhWG04VOd2um8RGPmY8pXmkl9RfCE0C6A=",
+        "rHQ0j9beCFOLpXZhHg4Ve2pl9-4Ole15D_4-fCNHYYc=",
+    ]
+    monkeypatch.setenv("HEADSUP_STORAGE__ENCRYPTION_KEY", ",".join(keys))
+    assert load_settings().storage.encryption_key.get_secret_value() == ",".join(keys)
+
+
+def test_one_bad_key_among_several_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A list of keys with one that is not a key is refused, naming the setting only."""
+    good = "gXB-dWNTOsAhWG04VOd2um8RGPmY8pXmkl9RfCE0C6A="
+    monkeypatch.setenv("HEADSUP_STORAGE__ENCRYPTION_KEY", f"{good},not-a-key-9f8e7d")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "storage.encryption_key: not a valid Fernet key" in str(caught.value)
+    assert "9f8e7d" not in str(caught.value)
+
+
 def test_invalid_token_is_not_echoed(tmp_path: Path) -> None:
     """A token with a space in it is reported by key name, never by value."""
     message = config_error(tmp_path, '[slack]\nbot_token = "xoxb-abc zzsecretzz"\n')
