@@ -69,6 +69,9 @@ class Interaction:
     answers: list[dict[str, Any]] = field(default_factory=list)  # messages answering it, in order
     modal: dict[str, Any] | None = None  # the view the bot opened with our trigger_id
     event_id: str | None = None
+    # Set once the acknowledgement is in: Slack shows the acknowledgement's answer before
+    # anything the bot then posts to the response_url, whichever of the two reaches us first.
+    acked: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class FakeSlack:
@@ -200,9 +203,6 @@ class FakeSlack:
             await self._post_to_bot(interaction, urlencode(fields), "x-www-form-urlencoded")
         else:
             await self._envelope(interaction, "slash_commands", fields)
-        if interaction.ack and (interaction.ack.get("text") or interaction.ack.get("blocks")):
-            message = self._store(channel, interaction.ack, ephemeral_to=user_id, via="ack")
-            interaction.answers.append(message)
         return interaction
 
     async def press(self, user_id: str, message: dict[str, Any], label: str) -> Interaction:
@@ -559,6 +559,7 @@ class FakeSlack:
         if interaction is None:
             return web.Response(status=404, text="expired_url")
         body = await request.json()
+        await asyncio.wait_for(interaction.acked.wait(), 5.0)
         if body.get("replace_original") and interaction.source is not None:
             _replace(interaction.source, body)
             interaction.answers.append(interaction.source)
@@ -616,7 +617,7 @@ class FakeSlack:
             envelope["retry_attempt"] = retry
             envelope["retry_reason"] = "timeout" if retry else ""
         await self._sockets[-1].send_str(json.dumps(envelope))
-        interaction.ack = await asyncio.wait_for(acked, 5.0)
+        self._take_ack(interaction, await asyncio.wait_for(acked, 5.0))
 
     # --- HTTP mode --------------------------------------------------------------------------
 
@@ -641,11 +642,21 @@ class FakeSlack:
             interaction.status = r.status
             interaction.body = await r.text()
         if interaction.body.startswith("{"):
-            interaction.ack = json.loads(interaction.body)
+            ack = json.loads(interaction.body)
         elif interaction.body:
-            interaction.ack = {"text": interaction.body}
+            ack = {"text": interaction.body}
         else:
-            interaction.ack = {}
+            ack = {}
+        self._take_ack(interaction, ack)
+
+    def _take_ack(self, interaction: Interaction, ack: dict[str, Any]) -> None:
+        """Record the bot's acknowledgement; a slash command's is its first answer."""
+        interaction.ack = ack
+        if interaction.kind == "command" and (ack.get("text") or ack.get("blocks")):
+            channel = interaction.channel_id or self.dm_channel(interaction.user_id)
+            message = self._store(channel, ack, ephemeral_to=interaction.user_id, via="ack")
+            interaction.answers.insert(0, message)
+        interaction.acked.set()
 
     async def _interactive(self, interaction: Interaction, payload: dict[str, Any]) -> None:
         if self.mode == "http":
