@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
 from typing import Any
 
 import structlog
@@ -35,6 +36,57 @@ def redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+def safe_traceback(exc: BaseException) -> str:
+    """A traceback with each exception's type and where it was raised, never its message.
+
+    An exception's message can carry what a person wrote: a database error quotes its
+    statement, a parsing error the input. The frames and types are what an operator needs.
+    """
+    return "".join(_describe(traceback.TracebackException.from_exception(exc), set()))
+
+
+def _describe(te: traceback.TracebackException, seen: set[int]) -> list[str]:
+    if id(te) in seen:
+        return []
+    seen.add(id(te))
+    lines: list[str] = []
+    if te.__cause__ is not None:
+        lines += _describe(te.__cause__, seen)
+        lines.append("\nThe above exception was the direct cause of the following exception:\n\n")
+    elif te.__context__ is not None and not te.__suppress_context__:
+        lines += _describe(te.__context__, seen)
+        lines.append("\nDuring handling of the above exception, another exception occurred:\n\n")
+    lines.append("Traceback (most recent call last):\n")
+    lines += te.stack.format()  # file, line, function and the project's own source line
+    exc_type = te.exc_type
+    lines.append(f"{exc_type.__module__}.{exc_type.__qualname__}\n" if exc_type else "?\n")
+    for index, inner in enumerate(te.exceptions or [], start=1):
+        lines.append(f"-- sub-exception {index} --\n")
+        lines += _describe(inner, seen)
+    return lines
+
+
+def safe_exc_info(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """structlog's format_exc_info, without any exception message."""
+    exc_info = event.pop("exc_info", None)
+    if exc_info:
+        if exc_info is True:
+            exc_info = sys.exc_info()
+        elif isinstance(exc_info, BaseException):
+            exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+        if exc_info[1] is not None:
+            event["exception"] = safe_traceback(exc_info[1])
+    return event
+
+
+class SafeFormatter(logging.Formatter):
+    """The libraries' own log lines (discord.py, slack-bolt, SQLAlchemy): tracebacks without
+    exception messages, as for the bot's own."""
+
+    def formatException(self, ei) -> str:
+        return safe_traceback(ei[1]).rstrip("\n") if ei and ei[1] is not None else ""
+
+
 def configure(level: str | None = None, *, json: bool = False) -> None:
     """Send structlog (and the libraries' stdlib logging) to stderr at `level`."""
     name = (level or os.environ.get("HEADSUP_LOG_LEVEL") or "INFO").upper()
@@ -48,11 +100,13 @@ def configure(level: str | None = None, *, json: bool = False) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact,
-            structlog.processors.format_exc_info,
+            safe_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(stream=sys.stderr, level=max(numeric, logging.WARNING), force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter(logging.BASIC_FORMAT))
+    logging.basicConfig(handlers=[handler], level=max(numeric, logging.WARNING), force=True)

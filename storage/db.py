@@ -70,7 +70,9 @@ class Database:
     def __init__(self, url: str, *, schema: str | None = None, echo: bool = False) -> None:
         self.url = async_url(url)
         self.schema = schema
-        kwargs: dict = {"echo": echo, "pool_pre_ping": True}
+        # hide_parameters: a database error quotes its statement, and its values are what
+        # people wrote (names, titles, form fields); an error must never carry them into a log.
+        kwargs: dict = {"echo": echo, "pool_pre_ping": True, "hide_parameters": True}
         if self.dialect == "postgresql" and schema:
             # Tests run each suite in its own schema so parallel runs never collide.
             kwargs["connect_args"] = {"server_settings": {"search_path": schema}}

@@ -126,3 +126,31 @@ def test_capture_sees_both_structlog_and_stdlib(captured: io.StringIO):
     lines = captured.getvalue()
     assert NOTE in lines and TO_COACH in lines
     assert WORDS not in lines  # `text` is one of the keys the redaction always hides
+
+
+def test_a_logged_exception_shows_where_but_never_its_message(captured: io.StringIO):
+    """An exception logged by the bot carries its type and frames, not its message, which can
+    quote what a person wrote (a parsing error, a database statement)."""
+    try:
+        try:
+            raise ValueError(f"could not read {WORDS}")
+        except ValueError as exc:
+            raise RuntimeError(NOTE) from exc
+    except RuntimeError:
+        structlog.get_logger("probe").exception("command.failed")
+    lines = captured.getvalue()
+    assert "builtins.ValueError" in lines and "builtins.RuntimeError" in lines
+    assert "test_a_logged_exception_shows_where_but_never_its_message" in lines  # the frame
+    assert WORDS not in lines and NOTE not in lines
+
+
+def test_a_library_traceback_never_shows_its_message(captured: io.StringIO):
+    """A library logging an exception through stdlib logging (discord.py, slack-bolt) gets the
+    same safe traceback: type and frames only."""
+    try:
+        raise KeyError(TO_COACH)
+    except KeyError:
+        logging.getLogger("probe.library").exception("Ignoring exception in view")
+    lines = captured.getvalue()
+    assert "Ignoring exception in view" in lines and "builtins.KeyError" in lines
+    assert TO_COACH not in lines

@@ -235,6 +235,24 @@ async def test_session_rolls_back_on_error(db):
         await database.close()
 
 
+async def test_a_database_error_never_quotes_the_values_it_was_given(db):
+    """A failed statement's error names the statement, not the values (what people wrote)."""
+    database = Database(db.url, schema=db.schema)
+    await database.upgrade()
+    try:
+        with pytest.raises(Exception) as caught:
+            async with database.session() as session:
+                await session.exec(
+                    text("INSERT INTO no_such_table (words) VALUES (:words)").bindparams(
+                        words="the governors want me out"
+                    )
+                )
+        assert "governors" not in str(caught.value)
+        assert "no_such_table" in str(caught.value)  # the error itself is still there
+    finally:
+        await database.close()
+
+
 async def test_postgresql_sessions_work_in_the_given_schema(db):
     """With a schema, PostgreSQL sessions resolve tables in it (so tests never collide)."""
     if db.backend != "postgresql":
