@@ -122,7 +122,20 @@ async def erase_member(session: AsyncSession, member_id: int) -> Erased:
         ).rowcount,
     )
 
-    # Support, as a coach: the cases they coached keep their numbers and times, not the coach.
+    # Support, as a coach: the cases they coached keep their numbers and times, not the coach,
+    # and a kept transcript loses the coach's own lines (the member's stay: they are the
+    # member's words, in the member's record).
+    coached = select(SupportCase.id).where(SupportCase.coach_member_id == member_id)
+    erased.add(
+        "case_messages",
+        (
+            await session.exec(
+                delete(CaseMessage).where(
+                    col(CaseMessage.case_id).in_(coached), col(CaseMessage.sender) == "coach"
+                )
+            )
+        ).rowcount,
+    )
     await session.exec(
         update(SupportCase)
         .where(col(SupportCase.coach_member_id) == member_id)

@@ -12,7 +12,7 @@ import storage.tables  # noqa: F401  (every table in the metadata)
 from bot.core import Actor
 from storage.checkin import CheckinWeek
 from storage.db import Database
-from storage.events import Event, EventDraft, EventRsvp
+from storage.events import Event, EventDraft, EventRsvp, EventSeries
 from storage.members import member_for
 from storage.models import Identity, Member, OutboxMessage
 from storage.privacy import (
@@ -25,7 +25,14 @@ from storage.privacy import (
     purge_notes,
     purge_transcripts,
 )
-from storage.support import CaseEvent, CaseMessage, CaseStatus, CoachProfile, SupportCase
+from storage.support import (
+    CaseEvent,
+    CaseMessage,
+    CaseStatus,
+    CoachProfile,
+    SupportCase,
+    SupportOffer,
+)
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -95,7 +102,12 @@ async def test_erase_leaves_no_row_pointing_at_the_member(database: Database):
         title="t", link="https://x.example", starts_at=NOW, ends_at=NOW + DAY,
         created_by=gone, created_at=NOW, updated_at=NOW,
     )  # fmt: skip
-    await add(database, event)
+    series = EventSeries(
+        title="t", link="https://x.example", timezone="Europe/London", local_time="19:00",
+        duration_minutes=60, until=(NOW + 30 * DAY).date(), created_by=gone, created_at=NOW,
+        updated_at=NOW,
+    )  # fmt: skip
+    await add(database, event, series)
     assert event.id is not None
     own, coached = closed_case(gone, NOW), closed_case(kept, NOW)
     coached.coach_member_id = gone
@@ -110,6 +122,7 @@ async def test_erase_leaves_no_row_pointing_at_the_member(database: Database):
                   actor_member_id=gone, detail="x"),
         OutboxMessage(created_at=NOW, platform="slack", kind="dm", recipient="U-GONE",
                       payload="", next_attempt_at=NOW),
+        SupportOffer(case_id=coached.id, coach_member_id=gone, offered_at=NOW, due_at=NOW),
     )  # fmt: skip
     async with database.session() as session:
         await erase_member(session, gone)
@@ -140,6 +153,25 @@ async def test_erase_keeps_the_members_cases_as_anonymous_shells(database: Datab
     assert (left.id, left.member_id, left.words, left.feedback) == (shell.id, None, None, None)
     assert left.closed_at == NOW
     assert await count(database, CaseMessage) == 0
+
+
+async def test_erase_removes_a_coachs_lines_from_kept_transcripts(database: Database):
+    """A forgotten coach's relayed words go from the cases they coached; the member's stay."""
+    coach, member = await add_member(database, "U-COACH"), await add_member(database, "U-MEMBER")
+    case = closed_case(member, NOW)
+    case.coach_member_id = coach
+    await add(database, case)
+    await add(
+        database,
+        CaseMessage(case_id=case.id, at=NOW, sender="member", text="member's words"),
+        CaseMessage(case_id=case.id, at=NOW, sender="coach", text="coach's words"),
+    )
+    async with database.session() as session:
+        await erase_member(session, coach)
+        await session.commit()
+    async with database.session() as session:
+        left = (await session.exec(select(CaseMessage))).all()
+    assert [(m.sender, m.text) for m in left] == [("member", "member's words")]
 
 
 async def test_erase_leaves_other_members_alone(database: Database):
