@@ -12,6 +12,7 @@ from typing import TextIO
 
 import structlog
 
+from bot import logs
 from bot.clock import Clock
 from bot.config import ConfigError, Settings
 from bot.core import Core, Registry, Services
@@ -107,6 +108,7 @@ class App:
         self.clock = clock or Clock()
         self.database = Database(settings.storage.url, schema=db_schema)
         self.cipher = make_cipher(settings)
+        logs.set_pseudonym_key(self.cipher.derive("log-pseudonyms"))
         self.registry = registry or default_registry()
         places = channel_platforms(settings)
         calendars = calendar_platforms(settings)

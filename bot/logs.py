@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import sys
@@ -28,11 +30,32 @@ REDACTED_KEYS = frozenset(
 )
 
 
+# Keys whose values are a person's platform id: logged as a keyed pseudonym, never as the id,
+# so a log line cannot say who used /support, and after forget-me cannot be tied to anyone.
+PSEUDONYMISED_KEYS = frozenset({"user_id"})
+_pseudonym_key = os.urandom(32)  # until the app sets one derived from the encryption key
+
+
+def set_pseudonym_key(key: bytes) -> None:
+    """Use `key` for pseudonyms, so every instance sharing the key logs the same person alike."""
+    global _pseudonym_key
+    _pseudonym_key = key
+
+
+def pseudonym(value: object) -> str:
+    """``u-`` and 12 hex characters: the same for the same id, telling nothing about it."""
+    digest = hmac.new(_pseudonym_key, str(value).encode(), hashlib.sha256).hexdigest()
+    return f"u-{digest[:12]}"
+
+
 def redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
-    """Replace the value of any key that could carry what a person wrote, or a secret."""
+    """Replace the value of any key that could carry what a person wrote, or a secret, and
+    turn platform user ids into pseudonyms."""
     for key in list(event):
         if key.lower() in REDACTED_KEYS:
             event[key] = "[redacted]"
+        elif key.lower() in PSEUDONYMISED_KEYS and event[key] is not None:
+            event[key] = pseudonym(event[key])
     return event
 
 

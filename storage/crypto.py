@@ -6,6 +6,8 @@ The first key encrypts; every key decrypts. Rotating means putting a new key fir
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -26,11 +28,17 @@ class Cipher:
             self._fernet = MultiFernet([Fernet(k.strip().encode()) for k in keys])
         except (ValueError, TypeError) as exc:
             raise CipherError("not a valid Fernet key (make one with `headsup keygen`)") from exc
+        self._newest = keys[0].strip().encode()
 
     @classmethod
     def from_setting(cls, value: str) -> Cipher:
         """Build from the config value: one key, or several separated by commas (newest first)."""
         return cls([k for k in value.split(",") if k.strip()])
+
+    def derive(self, purpose: str) -> bytes:
+        """A secret for `purpose` (e.g. pseudonyms in logs), derived from the newest key:
+        stable for as long as that key is, and useless for decrypting anything."""
+        return hmac.new(self._newest, purpose.encode(), hashlib.sha256).digest()
 
     @staticmethod
     def generate_key() -> str:

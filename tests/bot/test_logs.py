@@ -8,6 +8,7 @@ hold a note, support words, a relayed message, an event's text, a display name o
 from __future__ import annotations
 
 import io
+import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -154,3 +155,14 @@ def test_a_library_traceback_never_shows_its_message(captured: io.StringIO):
     lines = captured.getvalue()
     assert "Ignoring exception in view" in lines and "builtins.KeyError" in lines
     assert TO_COACH not in lines
+
+
+def test_a_platform_user_id_is_logged_as_a_pseudonym(captured: io.StringIO):
+    """A platform user id never reaches a log line; a stable pseudonym stands in for it, so a
+    log cannot say who asked for support."""
+    structlog.get_logger("probe").info("slack.command", command="/support", user_id="U0ALICE")
+    structlog.get_logger("probe").info("slack.command", command="/checkin", user_id="U0ALICE")
+    lines = [json.loads(line) for line in captured.getvalue().splitlines()]
+    assert "U0ALICE" not in captured.getvalue()
+    first, second = (line["user_id"] for line in lines)
+    assert first == second and first.startswith("u-")

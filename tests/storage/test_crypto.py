@@ -141,3 +141,12 @@ def test_local_key_decrypts_what_it_encrypted_across_restarts(tmp_path):
     path = tmp_path / "headsup.db.key"
     token = Cipher([local_key(path)]).encrypt(SECRET)
     assert Cipher([local_key(path)]).decrypt(token) == SECRET
+
+
+def test_derived_secrets_depend_on_the_newest_key_and_the_purpose():
+    """derive() is stable for one key and purpose, and differs with either."""
+    new, old = Cipher.generate_key(), Cipher.generate_key()
+    cipher = Cipher([new, old])
+    assert cipher.derive("logs") == Cipher([new]).derive("logs")
+    assert cipher.derive("logs") != Cipher([old]).derive("logs")
+    assert cipher.derive("logs") != cipher.derive("other")
