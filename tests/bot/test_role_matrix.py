@@ -1,5 +1,6 @@
-"""Who may use what: every command and every button of the registry, as a member, a coach and a
-coordinator, allowed or refused as SPEC §3 says.
+"""Who may use what: every command and every button of the registry, as a member, a coach, a
+coordinator and an outsider (someone from another workspace or server), allowed or refused as
+SPEC §3 says.
 
 The cases are generated from the registry, and the tables below must name every command and
 action: one added without an entry fails `test_every_command_is_in_the_table` until someone
@@ -14,9 +15,9 @@ import pytest
 from sqlmodel import SQLModel, func, select
 
 import commands
-from bot.core import SORRY, Actor, Role, refusal
+from bot.core import SORRY, STRANGER, Actor, Role, refusal
 from bot.ui import Reply
-from storage.models import Member, OutboxMessage
+from storage.models import Identity, Member, OutboxMessage
 from tests.harness import ConsoleBot
 
 ANYONE: frozenset[Role] = frozenset()
@@ -96,6 +97,9 @@ PEOPLE = {
     "coach": Actor("console", "cass-coach", "Cass Coach", COACH),
     "coordinator": Actor("console", "cora-coordinator", "Cora Coordinator", COORDINATOR),
 }
+# Someone outside the network's own workspace or server (adapters mark them): refused
+# everything, whatever roles their own space gives them, and nothing about them is stored.
+OUTSIDER = Actor("console", "oz-outsider", "Oz Outsider", COACH | COORDINATOR, stranger=True)
 NO_SUCH = "999999"  # every id in a pressed button: nothing it could name exists
 
 
@@ -112,6 +116,21 @@ async def stored(bot: ConsoleBot, table: type[SQLModel] = OutboxMessage) -> int:
     """How many rows `table` holds (by default: messages queued for anyone)."""
     async with bot.app.database.session() as session:
         return (await session.exec(select(func.count()).select_from(table))).one()
+
+
+async def assert_outsider_turned_away(bot: ConsoleBot, reply: Reply, before: int) -> None:
+    """The outsider hears only that the bot is for the network's own space (and the emergency
+    line), and leaves no trace: no member, no identity, nothing queued."""
+    settings = bot.app.settings
+    assert last_text(reply) == STRANGER.format(
+        network=settings.network.name, emergency=settings.support.emergency
+    )
+    assert reply.form is None and await stored(bot) == before
+    async with bot.app.database.session() as session:
+        traces = await session.exec(
+            select(func.count()).select_from(Identity).where(Identity.user_id == OUTSIDER.user_id)
+        )
+        assert traces.one() == 0
 
 
 def assert_reveals_nothing(text: str) -> None:
@@ -154,6 +173,9 @@ async def test_command_is_for_exactly_its_roles(bot: ConsoleBot, path: tuple[str
             assert text == refusal(spec.name, expected), (who, text)
             assert reply.form is None and await stored(bot) == before
             assert_reveals_nothing(text)
+    before = await stored(bot)
+    reply = await bot.app.core.command(OUTSIDER, path[0], " ".join(path[1:]))
+    await assert_outsider_turned_away(bot, reply, before)
 
 
 BARE_WITH_ROLES = sorted(
@@ -198,6 +220,18 @@ async def test_action_is_for_exactly_its_roles(bot: ConsoleBot, name: str):
             assert text == refusal("that button", expected), (who, text)
             assert await stored(bot) == before
             assert_reveals_nothing(text)
+    before = await stored(bot)
+    if spec.form:
+        reply = await bot.app.core.submit(OUTSIDER, action, {})
+    else:
+        reply = await bot.app.core.press(OUTSIDER, action)
+    await assert_outsider_turned_away(bot, reply, before)
+
+
+async def test_an_outsiders_direct_message_is_turned_away(bot: ConsoleBot):
+    """A DM from someone outside the network's space gets the same answer and stores nothing."""
+    reply = await bot.app.core.message(OUTSIDER, "I need help")
+    await assert_outsider_turned_away(bot, reply, 0)
 
 
 async def test_refusing_a_newcomer_stores_nothing_about_them(bot: ConsoleBot):
