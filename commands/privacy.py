@@ -34,6 +34,7 @@ from storage.models import Identity, Member, OutboxMessage, OutboxStatus
 from storage.privacy import (
     BATCH,
     checkpoint,
+    drop_coach_lines,
     erase_member,
     oldest_closed_case_text,
     oldest_note,
@@ -508,6 +509,7 @@ async def release_coached(
         if case.status != CaseStatus.ACTIVE or case.coach_member_id != member_id:
             continue
         case.status, case.coach_member_id, case.accepted_at = CaseStatus.WAITING, None, None
+        await drop_coach_lines(session, [case.id])  # the next coach starts afresh
         await record(session, case.id, now, "coach_left", "system")
         if case.member_id is not None:
             await services.outbox.send(

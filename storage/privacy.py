@@ -126,16 +126,7 @@ async def erase_member(session: AsyncSession, member_id: int) -> Erased:
     # and a kept transcript loses the coach's own lines (the member's stay: they are the
     # member's words, in the member's record).
     coached = select(SupportCase.id).where(SupportCase.coach_member_id == member_id)
-    erased.add(
-        "case_messages",
-        (
-            await session.exec(
-                delete(CaseMessage).where(
-                    col(CaseMessage.case_id).in_(coached), col(CaseMessage.sender) == "coach"
-                )
-            )
-        ).rowcount,
-    )
+    erased.add("case_messages", await drop_coach_lines(session, coached))
     await session.exec(
         update(SupportCase)
         .where(col(SupportCase.coach_member_id) == member_id)
@@ -229,6 +220,17 @@ async def erase_member(session: AsyncSession, member_id: int) -> Erased:
         (await session.exec(delete(Member).where(col(Member.id) == member_id))).rowcount,
     )
     return erased
+
+
+async def drop_coach_lines(session: AsyncSession, case_ids) -> int:
+    """Delete the coach's lines from the kept transcripts of `case_ids` (a list or a select):
+    a departing coach's words go with them."""
+    result = await session.exec(
+        delete(CaseMessage).where(
+            col(CaseMessage.case_id).in_(case_ids), col(CaseMessage.sender) == "coach"
+        )
+    )
+    return result.rowcount or 0
 
 
 async def checkpoint(database: Database, mode: str = "TRUNCATE") -> None:

@@ -21,6 +21,8 @@ BACKENDS = ["sqlite", "postgresql"] if PG_URL else ["sqlite"]
 
 @dataclass(frozen=True)
 class TestDatabase:
+    __test__ = False  # a fixture's value, not a test class
+
     url: str
     schema: str | None
     backend: str

@@ -385,6 +385,69 @@ async def test_forgotten_data_is_gone_from_the_sqlite_files(make_bot, db: TestDa
         assert trace.encode() not in raw
 
 
+async def stored_ciphertexts(bot: ConsoleBot) -> set[bytes]:
+    """Every encrypted value in the database now (notes, words, kept messages, payloads)."""
+    found: set[bytes] = set()
+    async with bot.app.database.session() as session:
+        conn = await session.connection()
+        for table in SQLModel.metadata.sorted_tables:
+            for row in (await conn.execute(table.select())).all():
+                found |= {v.encode() for v in row if isinstance(v, str) and v.startswith("gAAAA")}
+    return found
+
+
+async def test_forgotten_ciphertext_is_gone_from_the_sqlite_files(make_bot, db: TestDatabase):
+    """The member's note and words are stored encrypted, so their plain text was never in the
+    file: after forget-me and a clean stop, none of the encrypted values stored before is
+    either (a key leaked later could not bring them back)."""
+    if db.backend != "sqlite":
+        pytest.skip("reads the SQLite file itself")
+    bot = await make_bot(support={"keep_transcripts": True})
+    await note_in(bot)
+    await connected(bot)
+    await bot.say(FROM_COACH, as_="coach")
+    await bot.say(FROM_MEMBER, as_=MEMBER)
+    before = await stored_ciphertexts(bot)
+    assert len(before) >= 4  # the note, the words and both kept messages at least
+    raw = sqlite_files(db)()
+    assert all(token in raw for token in before)  # the search can find them
+    await forget(bot)
+    await bot.app.stop()
+    raw = sqlite_files(db)()
+    assert [t for t in before if t in raw] == []
+
+
+async def test_a_forgotten_coach_and_coordinator_leave_no_trace_in_the_files(
+    make_bot, db: TestDatabase
+):
+    """A coach who coached a case (with a kept transcript) and a coordinator who posted an
+    event and replied to it: after each forgets themselves and the bot stops, the raw file holds
+    neither user id nor the coach's relayed words (the event itself stays, as documented)."""
+    if db.backend != "sqlite":
+        pytest.skip("reads the SQLite file itself")
+    coach, coordinator = "bramblewick-coach", "fennimore-coordinator"
+    bot = await make_bot(
+        support={"keep_transcripts": True},
+        console={"user": MEMBER, "coaches": [coach], "coordinators": [coordinator]},
+    )
+    await bot.say("/coach on", as_=coach)
+    await bot.say(f"/support {WORDS}", ":click connect", as_=MEMBER)
+    await bot.say(":click accept", FROM_COACH, as_=coach)
+    await bot.say(f'/event create "Heads gathering" "2026-01-13 19:00" 60 {LINK}', as_=coordinator)
+    await bot.say(":click going", as_=coordinator)
+    coach_lines = {
+        t for t in await stored_ciphertexts(bot) if bot.app.cipher.decrypt(t.decode()) == FROM_COACH
+    }
+    assert coach_lines
+    await forget(bot, coach)
+    await forget(bot, coordinator)
+    await bot.app.stop()
+    raw = sqlite_files(db)()
+    assert b"Heads gathering" in raw  # the file is searchable, and the event stays
+    for trace in (coach.encode(), coordinator.encode(), *coach_lines):
+        assert trace not in raw
+
+
 async def test_forget_me_empties_the_write_ahead_log(make_bot, db: TestDatabase):
     """Straight after forget-me, while the bot still runs, neither SQLite file holds the member:
     the log was checkpointed into the database file, whose freed space was zeroed."""
