@@ -24,6 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.errors import Refused, Unavailable, UsageError, UserError
 from bot.ui import Destination, Form, Message, Priority, Reply
+from storage.db import is_connection_error
 
 if typing.TYPE_CHECKING:
     from bot.clock import Clock
@@ -604,7 +605,7 @@ class Core:
             emergency = services.settings.support.emergency
             return Reply.of(UNAVAILABLE.format(emergency=emergency))
         except DBAPIError as exc:
-            if exc.connection_invalidated:
+            if is_connection_error(exc):  # e.g. PostgreSQL starting up or shutting down
                 log.error(event, name=name, outcome="unavailable", error=type(exc).__name__)
                 emergency = services.settings.support.emergency
                 return Reply.of(UNAVAILABLE.format(emergency=emergency))

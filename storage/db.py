@@ -111,7 +111,7 @@ class Database:
                 f"cannot reach the database at {safe_url(self.url)}: {_reason(exc)}"
             ) from exc
         except Exception as exc:
-            if _is_connection_error(exc):
+            if is_connection_error(exc):
                 raise DatabaseUnavailable(
                     f"cannot reach the database at {safe_url(self.url)}: {_reason(exc)}"
                 ) from exc
@@ -142,13 +142,15 @@ def _upgrade_on(connection: Connection, schema: str | None) -> None:
     command.upgrade(alembic_config(connection, schema), "head")
 
 
-# SQLSTATE classes an operator causes before any query runs: the server refuses the connection
-# (08), the user or password is wrong (28), the database does not exist (3D), or the server is
-# starting up or shutting down (57P03). asyncpg reports these as plain DBAPIErrors.
-_CONNECTION_SQLSTATES = ("08", "28", "3D", "57P03")
+# SQLSTATEs that mean "the database is not there for us right now", not "this query is wrong":
+# the server refuses the connection (08), the user or password is wrong (28), the database does
+# not exist (3D), the server is shutting down, crashed or starting up (57P01-57P03), or it has
+# no connection slot left (53300). asyncpg reports these as plain DBAPIErrors.
+_CONNECTION_SQLSTATES = ("08", "28", "3D", "57P01", "57P02", "57P03", "53300")
 
 
-def _is_connection_error(exc: BaseException) -> bool:
+def is_connection_error(exc: BaseException) -> bool:
+    """True when `exc` says the database is unreachable or unavailable (so: try again later)."""
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
     if isinstance(exc, (OperationalError, InterfaceError)):

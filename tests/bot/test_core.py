@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
 import pytest
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import func, select
 
 from bot.core import (
@@ -471,6 +471,37 @@ async def test_database_down_direct_message_says_temporarily_unavailable(core_bo
     monkeypatch.setattr(core_bot.app.database, "session", broken_session)
     out = texts(await core_bot.app.core.message(actor(), "hello"))
     assert "temporarily unavailable" in out and "999" in out
+
+
+class _PgError(Exception):
+    """What asyncpg raises: an error carrying the server's SQLSTATE."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "expected"),
+    [
+        ("57P03", "temporarily unavailable, please try again"),  # starting up
+        ("57P01", "temporarily unavailable, please try again"),  # shutting down
+        ("53300", "temporarily unavailable, please try again"),  # no connection slot
+        ("42P01", "something went wrong"),  # a real bug: not the database's absence
+    ],
+)
+async def test_database_state_decides_unavailable_or_sorry(
+    core_bot, monkeypatch, sqlstate, expected
+):
+    """PostgreSQL starting, stopping or full means "try again"; a query error means sorry."""
+
+    @asynccontextmanager
+    async def failing_session():
+        raise DBAPIError("SELECT 1", {}, _PgError(sqlstate))
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(core_bot.app.database, "session", failing_session)
+    assert expected in texts(await core_bot.app.core.command(actor(), "echo", "hi"))
 
 
 # --- actions --------------------------------------------------------------------------------
