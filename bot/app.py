@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
@@ -165,6 +166,24 @@ class App:
         for platform in self.platforms.values():
             await platform.start(self.core)
         log.info("app.started", platforms=sorted(self.platforms))
+
+    async def serve(self) -> None:
+        """`run`, stopping cleanly on SIGTERM as on Ctrl-C: a container being stopped or a
+        rolling restart lets the requests in hand finish and closes the database, instead of
+        being killed when its grace period ends."""
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        assert main is not None
+        # No signal handlers outside the main thread (or on Windows): then Ctrl-C only.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGTERM, main.cancel)
+        try:
+            await self.run()
+        except asyncio.CancelledError:
+            log.info("app.terminated")
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGTERM)
 
     async def run(self) -> None:
         """Start, then run until every platform is done (the console at end of input)."""

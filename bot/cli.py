@@ -52,7 +52,7 @@ def run(config: ConfigOption = None) -> None:
     logs.configure("WARNING" if console else None, json=not console)
     try:
         bot = App(settings)
-        asyncio.run(bot.run())
+        asyncio.run(bot.serve())
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     except DatabaseUnavailable as exc:

@@ -162,3 +162,29 @@ async def test_killed_mid_fanout_and_restarted_every_member_gets_one_prompt(db, 
                 process.kill()
                 process.wait(timeout=10)
         await fake.close()
+
+
+async def test_sigterm_stops_the_bot_cleanly(db, tmp_path):
+    """SIGTERM (a container stopped, a rolling restart) ends `headsup run` in good order: the
+    platforms and the database are closed and the process exits with status 0."""
+    fake = FakeDiscord()
+    await fake.start()
+    log_path = tmp_path / "bot.log"
+    process = None
+    try:
+        process = start_bot(db, fake, log_path)
+        for _ in range(600):
+            if b"app.started" in log_path.read_bytes():
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the bot never started")
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 20) == 0
+        logged = log_path.read_text()
+        assert "app.terminated" in logged and "app.stopped" in logged
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        await fake.close()

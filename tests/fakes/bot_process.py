@@ -25,7 +25,7 @@ def main() -> None:
     if lease:
         bot.delivery.LEASE = timedelta(seconds=float(lease))
     app = App(Settings(), db_schema=os.environ.get("HEADSUP_TEST_SCHEMA") or None)
-    asyncio.run(app.run())
+    asyncio.run(app.serve())
 
 
 if __name__ == "__main__":
