@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+CONNECT_TIMEOUT = 10.0  # seconds to open a PostgreSQL connection
+COMMAND_TIMEOUT = 60.0  # seconds any one statement may take before it is abandoned
 
 
 class DatabaseUnavailable(Exception):
@@ -73,9 +75,23 @@ class Database:
         # hide_parameters: a database error quotes its statement, and its values are what
         # people wrote (names, titles, form fields); an error must never carry them into a log.
         kwargs: dict = {"echo": echo, "pool_pre_ping": True, "hide_parameters": True}
-        if self.dialect == "postgresql" and schema:
-            # Tests run each suite in its own schema so parallel runs never collide.
-            kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
+        if self.dialect == "postgresql":
+            # The server drops a connection whose peer went silent (a crashed or partitioned
+            # instance) within about a minute, releasing its advisory locks so another instance
+            # takes over; and no query waits for ever on a connection that went dead.
+            server_settings = {
+                "tcp_keepalives_idle": "30",
+                "tcp_keepalives_interval": "10",
+                "tcp_keepalives_count": "3",
+            }
+            if schema:
+                # Tests run each suite in its own schema so parallel runs never collide.
+                server_settings["search_path"] = schema
+            kwargs["connect_args"] = {
+                "server_settings": server_settings,
+                "timeout": CONNECT_TIMEOUT,
+                "command_timeout": COMMAND_TIMEOUT,
+            }
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -139,7 +155,16 @@ def alembic_config(connection: Connection | None = None, schema: str | None = No
 
 
 def _upgrade_on(connection: Connection, schema: str | None) -> None:
+    if connection.dialect.name == "postgresql":
+        # Several instances starting at once migrate one after another: the first applies
+        # what is new, the rest find nothing to do. The lock goes with the transaction.
+        connection.execute(_MIGRATION_LOCK)
     command.upgrade(alembic_config(connection, schema), "head")
+
+
+_MIGRATION_LOCK = text(
+    "SELECT pg_advisory_xact_lock(hashtext('headsup.migrate:' || current_schema()))"
+)
 
 
 # SQLSTATEs that mean "the database is not there for us right now", not "this query is wrong":

@@ -295,3 +295,16 @@ def test_sqlite_pragmas_turn_on_secure_delete_even_if_off():
         assert connection.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     finally:
         connection.close()
+
+
+async def test_postgresql_connections_have_keepalives(db):
+    """The server notices a silent peer within about a minute (its advisory locks then free)."""
+    if db.backend != "postgresql":
+        pytest.skip("PostgreSQL's own connection settings")
+    database = Database(db.url, schema=db.schema)
+    try:
+        async with database.engine.connect() as conn:
+            idle = (await conn.execute(text("SHOW tcp_keepalives_idle"))).scalar_one()
+        assert idle == "30"
+    finally:
+        await database.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -172,3 +174,17 @@ async def test_an_identity_without_its_member_is_refused(db):
                 )
     finally:
         await database.close()
+
+
+async def test_instances_starting_together_migrate_one_after_another(db):
+    """Several instances upgrading an empty database at the same moment all succeed (the first
+    migrates; the rest wait for it, then find nothing to do)."""
+    if db.backend != "postgresql":
+        pytest.skip("several instances share a database on PostgreSQL only")
+    databases = [Database(db.url, schema=db.schema) for _ in range(3)]
+    try:
+        await asyncio.gather(*(d.upgrade() for d in databases))
+        assert await current_revisions(databases[0]) == [head_revision()]
+    finally:
+        for database in databases:
+            await database.close()
