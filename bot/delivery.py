@@ -12,6 +12,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
@@ -40,12 +41,34 @@ URGENT_BACKOFF_CAP = timedelta(seconds=30)  # a crisis offer never waits long be
 # A platform that is down (5xx, network, rate limited) rests as a whole rather than being asked
 # again for every waiting row: during an outage it sees a handful of requests, not thousands.
 PLATFORM_REST_CAP = timedelta(seconds=60)
-PLATFORM_WIDE = ("http_5", "network:", "429", "not_connected")
+PLATFORM_WIDE = ("http_5", "network:", "429", "not_connected", "timeout")
+SEND_TIMEOUT = 90.0  # seconds: longer than any wait a platform library makes by itself
 MAX_CHANNEL_PACERS = 10_000
 PACE_BURST = 2  # requests that may go at once: a first DM costs two
 GIVE_UP_AFTER = 60  # attempts: about nine hours at the cap
 BATCH = 50
 SENT_RETRY_PAUSES = (0.1, 0.5, 2.0)  # seconds between tries at recording a delivery
+
+
+@dataclass
+class _DmState:
+    """A recipient's DM channel as last recorded, and whether a delivery to them failed."""
+
+    channel_id: str | None
+    failed: bool
+
+
+@dataclass
+class _Batch:
+    """One claimed batch while it is being sent."""
+
+    rows: list[OutboxMessage]
+    dms: dict[str, _DmState]  # recipient → DM state, kept up to date as the batch goes
+    renew_at: datetime  # when the claim on the unsent rows is next renewed
+    pending: set[int | None] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.pending = {row.id for row in self.rows}
 
 
 class Outbox:
@@ -212,7 +235,14 @@ class Pacer:
 
 
 class DeliveryWorker:
-    """Sends due outbox rows through their platforms, in priority order, retrying with backoff."""
+    """Sends due outbox rows through their platforms, in priority order, retrying with backoff.
+
+    Each platform has a loop of its own, so one that is slow or down (discord.py retries a 5xx
+    for 25 seconds inside a single call) never holds up another's messages. Within a platform,
+    up to ``Pace.concurrency`` recipients are sent to at once, each recipient's messages in
+    order, so the sending keeps up with the platform's limit rather than with one round trip
+    at a time.
+    """
 
     def __init__(
         self,
@@ -231,53 +261,106 @@ class DeliveryWorker:
         self.owner = uuid.uuid4().hex[:12]
         self.poll_seconds = poll_seconds
         self.on_sent = on_sent  # counts deliveries for /metrics
-        self._wake = asyncio.Event()
-        self._drain_lock = asyncio.Lock()
+        self._wakes = {name: asyncio.Event() for name in platforms}
+        self._drain_locks = {name: asyncio.Lock() for name in platforms}
         self._resting: dict[str, datetime] = {}  # platform → when to ask it again
         self._streak: dict[str, int] = {}  # platform → failures in a row
         self._pacers = {name: Pacer(p.pace) for name, p in platforms.items()}
 
     def wake(self) -> None:
         """Something was committed: look now rather than at the next poll."""
-        self._wake.set()
+        for event in self._wakes.values():
+            event.set()
 
     async def run(self) -> None:
-        """Send forever: whenever woken, and every `poll_seconds` for retries and other writers."""
+        """Send forever: a loop per platform, each woken by a commit and polling every
+        `poll_seconds` for retries and other writers."""
+        loops = [
+            asyncio.create_task(self._run_platform(name), name=f"delivery:{name}")
+            for name in self.platforms
+        ]
+        try:
+            await asyncio.gather(*loops)
+        finally:
+            for loop in loops:
+                loop.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _run_platform(self, name: str) -> None:
+        wake = self._wakes[name]
         while True:
             try:
-                await self.drain()
-            except Exception as exc:  # the database may be down; keep the worker alive
-                log.error("delivery.drain_failed", error=type(exc).__name__)
+                await self.drain(name)
+            except Exception as exc:  # the database may be down; keep the loop alive
+                log.error("delivery.drain_failed", platform=name, error=type(exc).__name__)
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel that
             # lands as the wait ends, and the worker would then outlive App.stop().
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_seconds):
-                    await self._wake.wait()
-            self._wake.clear()
+                    await wake.wait()
+            wake.clear()
 
-    async def drain(self) -> int:
-        """Send every row due now; return how many were sent."""
+    async def drain(self, platform: str | None = None) -> int:
+        """Send every row due now (for one platform, or all of them at once); return how many
+        were sent."""
+        if platform is None:
+            return sum(await asyncio.gather(*(self.drain(name) for name in self.platforms)))
         sent = 0
-        async with self._drain_lock:
+        handed_back: set[int] = set()  # rows whose outcome could not be recorded this time
+        async with self._drain_locks[platform]:
             while True:
-                rows = await self._claim()
+                rows = await self._claim(platform, skip=handed_back)
                 if not rows:
                     return sent
-                renew_at = self.clock.now() + LEASE / 2
-                for index, row in enumerate(rows):
+                sent += await self._send_batch(platform, rows, handed_back)
+
+    async def _send_batch(
+        self, platform: str, rows: list[OutboxMessage], handed_back: set[int]
+    ) -> int:
+        """Send a claimed batch: recipients side by side (up to the platform's concurrency),
+        each recipient's rows one after another, in priority order."""
+        batch = _Batch(rows, await self._dm_states(platform, rows), self.clock.now() + LEASE / 2)
+        concurrency = max(1, self.platforms[platform].pace.concurrency)
+        if concurrency == 1:
+            lanes = [rows]
+        else:
+            by_recipient: dict[str, list[OutboxMessage]] = {}
+            for row in rows:  # in priority order, so the most urgent lanes start first
+                by_recipient.setdefault(row.recipient, []).append(row)
+            lanes = list(by_recipient.values())
+        slots = asyncio.Semaphore(concurrency)
+
+        async def send_lane(lane: list[OutboxMessage]) -> int:
+            sent = 0
+            async with slots:
+                for row in lane:
                     if self._is_resting(row.platform):
                         await self._release(row)  # due again once the platform is back
-                        continue
-                    if self.clock.now() >= renew_at:
-                        await self._renew(rows[index:])
-                        renew_at = self.clock.now() + LEASE / 2
-                    try:
-                        sent += await self._deliver(row)
-                    except Exception as exc:
-                        # Recording the outcome failed (the database went away mid-batch). Hand
-                        # the row back now rather than strand it, and the rest, for a lease.
-                        log.error("delivery.row_failed", outbox_id=row.id, error=type(exc).__name__)
-                        await self._release(row)
+                    else:
+                        await self._keep_claim(batch)
+                        try:
+                            sent += await self._deliver(row, batch)
+                        except Exception as exc:
+                            # Recording the outcome failed (the database went away mid-batch).
+                            # Hand the row back now rather than strand it for a lease; it is
+                            # tried again at the next drain, not straight away in this one.
+                            log.error(
+                                "delivery.row_failed", outbox_id=row.id, error=type(exc).__name__
+                            )
+                            await self._release(row)
+                            if row.id is not None:
+                                handed_back.add(row.id)
+                    batch.pending.discard(row.id)
+            return sent
+
+        return sum(await asyncio.gather(*(send_lane(lane) for lane in lanes)))
+
+    async def _keep_claim(self, batch: _Batch) -> None:
+        """Renew the claim on the batch's unsent rows once half the lease has gone by."""
+        if self.clock.now() < batch.renew_at:
+            return
+        batch.renew_at = self.clock.now() + LEASE / 2
+        await self._renew([row for row in batch.rows if row.id in batch.pending])
 
     async def next_due(self) -> datetime | None:
         """When the earliest waiting row falls due (for the console's `:advance`)."""
@@ -305,17 +388,17 @@ class DeliveryWorker:
         self._resting[platform] = self.clock.now() + pause
         log.warning("delivery.platform_resting", platform=platform, for_s=pause.seconds)
 
-    async def _claim(self) -> list[OutboxMessage]:
+    async def _claim(self, platform: str, skip: set[int] | None = None) -> list[OutboxMessage]:
         now = self.clock.now()
-        awake = [name for name in self.platforms if not self._is_resting(name)]
-        if not awake:
+        if self._is_resting(platform):
             return []
         async with self.database.session() as session:
             due = (
                 select(OutboxMessage.id)
                 .where(
                     OutboxMessage.status == OutboxStatus.PENDING,
-                    col(OutboxMessage.platform).in_(awake),
+                    OutboxMessage.platform == platform,
+                    col(OutboxMessage.id).not_in(skip or ()),
                     OutboxMessage.next_attempt_at <= now,
                     or_(
                         col(OutboxMessage.claimed_until).is_(None),
@@ -350,26 +433,33 @@ class DeliveryWorker:
             )
             await session.commit()
 
-    async def _deliver(self, row: OutboxMessage) -> int:
+    async def _deliver(self, row: OutboxMessage, batch: _Batch) -> int:
         platform = self.platforms[row.platform]
         pacer = self._pacers[row.platform]
         try:
-            if row.kind == "calendar":
-                await pacer.wait(row.recipient)
-                ref = await self._publish_calendar(platform, row)
-            elif row.edit_of is not None:
-                message = self.outbox.open(row.payload)
-                ref = await self._original_ref(row)
-                if ref is not None:
-                    await pacer.wait(ref.channel_id)
-                    await platform.edit(ref, message)
-            else:
-                message = self.outbox.open(row.payload)
-                target = await self._target(row)
-                # A first DM costs two requests: opening the channel, then the message.
-                first_dm = target.kind == "dm" and not target.dm_channel_id
-                await pacer.wait(target.dm_channel_id or target.recipient, 2 if first_dm else 1)
-                ref = await platform.send(target, message)
+            # A call that hangs is abandoned (and retried), well after any wait a platform
+            # library does by itself (discord.py's 5xx retries, a short 429).
+            async with asyncio.timeout(SEND_TIMEOUT):
+                if row.kind == "calendar":
+                    await pacer.wait(row.recipient)
+                    ref = await self._publish_calendar(platform, row)
+                elif row.edit_of is not None:
+                    message = self.outbox.open(row.payload)
+                    ref = await self._original_ref(row)
+                    if ref is not None:
+                        await pacer.wait(ref.channel_id)
+                        await platform.edit(ref, message)
+                else:
+                    message = self.outbox.open(row.payload)
+                    target = self._target(row, batch)
+                    # A first DM costs two requests: opening the channel, then the message.
+                    first_dm = target.kind == "dm" and not target.dm_channel_id
+                    channel = target.dm_channel_id or target.recipient
+                    await pacer.wait(channel, 2 if first_dm else 1)
+                    ref = await platform.send(target, message)
+        except TimeoutError:
+            await self._failed(row, DeliveryError("timeout"))
+            return 0
         except DeliveryError as exc:
             await self._failed(row, exc)
             return 0
@@ -380,7 +470,7 @@ class DeliveryWorker:
         if ref is None:  # an edit or update waiting for its original, or without one
             return 0
         self._streak.pop(row.platform, None)
-        await self._sent(row, ref)
+        await self._sent(row, ref, batch)
         return 1
 
     async def _publish_calendar(self, platform: Platform, row: OutboxMessage) -> SentRef | None:
@@ -393,18 +483,28 @@ class DeliveryWorker:
         await platform.publish_calendar(entry, ref)
         return ref
 
-    async def _target(self, row: OutboxMessage) -> Target:
-        if row.kind != "dm":
-            return Target("channel", row.recipient, nonce=str(row.id))
+    async def _dm_states(self, platform: str, rows: list[OutboxMessage]) -> dict[str, _DmState]:
+        """The DM channel on record (and any failure mark) of every recipient of a batch's DMs,
+        in one query: a weekly fan-out costs one request per member, not one query more."""
+        users = {row.recipient for row in rows if row.kind == "dm" and row.edit_of is None}
+        if not users:
+            return {}
         async with self.database.session() as session:
-            identity = (
+            found = (
                 await session.exec(
-                    select(Identity).where(
-                        Identity.platform == row.platform, Identity.user_id == row.recipient
+                    select(Identity.user_id, Identity.dm_channel_id, Identity.dm_failed_at).where(
+                        Identity.platform == platform, col(Identity.user_id).in_(users)
                     )
                 )
-            ).first()
-        dm_channel = identity.dm_channel_id if identity else None
+            ).all()
+        return {user: _DmState(channel, failed is not None) for user, channel, failed in found}
+
+    @staticmethod
+    def _target(row: OutboxMessage, batch: _Batch) -> Target:
+        if row.kind != "dm":
+            return Target("channel", row.recipient, nonce=str(row.id))
+        state = batch.dms.get(row.recipient)
+        dm_channel = state.channel_id if state else None
         return Target("dm", row.recipient, dm_channel, nonce=str(row.id))
 
     async def _original_ref(self, row: OutboxMessage) -> SentRef | None:
@@ -449,19 +549,27 @@ class DeliveryWorker:
         except Exception as exc:  # still unreachable: the lease runs out by itself
             log.warning("delivery.release_failed", outbox_id=row.id, error=type(exc).__name__)
 
-    async def _sent(self, row: OutboxMessage, ref: SentRef) -> None:
+    async def _sent(self, row: OutboxMessage, ref: SentRef, batch: _Batch) -> None:
         """Record a delivery. The platform has the message, so a passing database error (a
         busy SQLite file, a PostgreSQL failover) is retried: an unrecorded send goes out twice."""
+        # The member's identity changes only when the DM channel is new or a failure is cleared.
+        state = batch.dms.get(row.recipient) if row.kind == "dm" else None
+        update_identity = row.kind == "dm" and (
+            state is None or state.failed or state.channel_id != ref.channel_id
+        )
         for pause in SENT_RETRY_PAUSES:
             try:
-                await self._record_sent(row, ref)
-                return
+                await self._record_sent(row, ref, update_identity)
+                break
             except (DBAPIError, OSError) as exc:
                 log.warning("delivery.record_retry", outbox_id=row.id, error=type(exc).__name__)
                 await asyncio.sleep(pause)
-        await self._record_sent(row, ref)
+        else:
+            await self._record_sent(row, ref, update_identity)
+        if row.kind == "dm" and row.edit_of is None:
+            batch.dms[row.recipient] = _DmState(ref.channel_id, False)
 
-    async def _record_sent(self, row: OutboxMessage, ref: SentRef) -> None:
+    async def _record_sent(self, row: OutboxMessage, ref: SentRef, update_identity: bool) -> None:
         now = self.clock.now()
         async with self.database.session() as session:
             await session.exec(
@@ -478,7 +586,7 @@ class DeliveryWorker:
                     last_error=None,
                 )
             )
-            if row.kind == "dm":
+            if update_identity:
                 await session.exec(
                     update(Identity)
                     .where(Identity.platform == row.platform, Identity.user_id == row.recipient)

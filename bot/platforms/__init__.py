@@ -57,6 +57,8 @@ class Pace:
 
     per_second: float | None = None  # every request to the platform
     per_channel_per_second: float | None = None  # posts to any one channel or DM
+    # Recipients sent to at once; each recipient's messages still go one after another.
+    concurrency: int = 1
 
 
 class Platform(ABC):

@@ -709,7 +709,7 @@ async def test_a_row_claimed_by_a_live_worker_is_left_alone(env):
     alice = await env.member("slack", "U1")
     await env.queue(ToMember(alice), PRIVATE)
     other = env.another_worker()
-    assert len(await other._claim()) == 1  # claimed, and still being worked on
+    assert len(await other._claim("slack")) == 1  # claimed, and still being worked on
     env.advance(seconds=LEASE.total_seconds() - 1)
     assert await env.worker.drain() == 0
     assert env.slack.sent == []
@@ -720,7 +720,7 @@ async def test_a_row_claimed_by_a_crashed_worker_is_picked_up_after_its_lease(en
     alice = await env.member("slack", "U1")
     [queued] = await env.queue(ToMember(alice), PRIVATE)
     crashed = env.another_worker()
-    assert [r.id for r in await crashed._claim()] == [queued.id]
+    assert [r.id for r in await crashed._claim("slack")] == [queued.id]
     assert (await env.row(queued.id)).claimed_by == crashed.owner
 
     env.advance(seconds=LEASE.total_seconds() + 1)
@@ -800,12 +800,12 @@ async def test_run_survives_a_failing_drain(env, monkeypatch):
     calls = 0
     real_drain = env.worker.drain
 
-    async def flaky_drain() -> int:
+    async def flaky_drain(platform: str | None = None) -> int:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise ConnectionRefusedError("database down")
-        return await real_drain()
+        return await real_drain(platform)
 
     monkeypatch.setattr(env.worker, "drain", flaky_drain)
     alice = await env.member("slack", "U1")
@@ -949,7 +949,9 @@ async def test_a_row_whose_outcome_cannot_be_recorded_does_not_strand_the_rest(e
         raise database_locked()
 
     monkeypatch.setattr(env.worker, "_failed", failing_once)
-    assert await env.worker.drain() == 2
+    assert await env.worker.drain() == 1  # the second; the first is handed back, not stranded
+    assert (await env.row(first.id)).claimed_until is None
+    assert await env.worker.drain() == 1
     assert env.slack.texts == ["second", "first"]
     assert (await env.row(first.id)).status == OutboxStatus.SENT
 
@@ -962,11 +964,11 @@ async def test_recording_a_send_is_retried_when_the_database_is_busy(env, monkey
     record = env.worker._record_sent
     calls = []
 
-    async def busy_twice(row, ref):
+    async def busy_twice(row, ref, *rest):
         calls.append(row.id)
         if len(calls) <= 2:
             raise database_locked()
-        await record(row, ref)
+        await record(row, ref, *rest)
 
     monkeypatch.setattr(env.worker, "_record_sent", busy_twice)
     assert await env.worker.drain() == 1
@@ -1083,3 +1085,112 @@ async def test_a_long_batch_keeps_its_claim(env):
     env.slack.send = slow_send
     assert await env.worker.drain() == 3
     assert all(until is not None and until > START + LEASE for until in seen[1:])
+
+
+async def test_a_row_that_keeps_failing_to_record_is_not_resent_in_a_loop(env, monkeypatch):
+    """When recording a send fails for good (a broken database), the row is handed back once per
+    drain, never resent over and over within one drain."""
+    monkeypatch.setattr(bot.delivery, "SENT_RETRY_PAUSES", ())
+    alice = await env.member("slack", "U1")
+    await env.queue(ToMember(alice), PRIVATE)
+
+    async def always_broken(*args):
+        raise database_locked()
+
+    monkeypatch.setattr(env.worker, "_record_sent", always_broken)
+    assert await env.worker.drain() == 0
+    assert len(env.slack.sent) == 1
+
+
+# --- several recipients at once, a loop per platform ------------------------------------------
+
+
+class Overlapping:
+    """Wraps a platform's send: each takes a moment, and the most at once is recorded."""
+
+    def __init__(self, platform: FakePlatform, pause: float = 0.02) -> None:
+        self.platform, self.pause, self.now, self.most = platform, pause, 0, 0
+        self._send = platform.send
+        platform.send = self.send  # type: ignore[method-assign]
+
+    async def send(self, target, message):
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await asyncio.sleep(self.pause)
+            return await self._send(target, message)
+        finally:
+            self.now -= 1
+
+
+async def test_several_recipients_are_sent_to_at_once_up_to_the_concurrency(env):
+    """With a concurrency of 4, sends to different members overlap, never more than 4 at once."""
+    env.slack.pace = Pace(concurrency=4)
+    worker = env.another_worker({"slack": env.slack})
+    overlapping = Overlapping(env.slack)
+    for n in range(12):
+        await env.queue(ToMember(await env.member("slack", f"U{n}")), f"hello {n}")
+    assert await worker.drain() == 12
+    assert 2 <= overlapping.most <= 4
+
+
+async def test_one_recipients_messages_keep_their_order_when_sending_at_once(env):
+    """Sending to several members at once, each member still gets their messages in order."""
+    env.slack.pace = Pace(concurrency=4)
+    worker = env.another_worker({"slack": env.slack})
+    Overlapping(env.slack)
+    alice, bob = await env.member("slack", "UA"), await env.member("slack", "UB")
+    for n in range(5):
+        await env.queue(ToMember(alice), f"alice {n}")
+        await env.queue(ToMember(bob), f"bob {n}")
+    assert await worker.drain() == 10
+    to_alice = [m.text for t, m in env.slack.sent if t.recipient == "UA"]
+    assert to_alice == [f"alice {n}" for n in range(5)]
+
+
+async def test_one_platform_hanging_does_not_hold_up_another_in_the_running_worker(env):
+    """While Discord's send hangs, the running worker still delivers Slack's messages."""
+    env.worker.poll_seconds = 0.01
+    stuck = asyncio.Event()
+
+    async def hanging_send(target, message):
+        await stuck.wait()
+        raise DeliveryError("http_500")
+
+    env.discord.send = hanging_send  # type: ignore[method-assign]
+    await env.queue(ToMember(await env.member("discord", "D1")), "to discord")
+    await env.queue(ToMember(await env.member("slack", "U1")), "to slack")
+    task = asyncio.create_task(env.worker.run())
+    try:
+        for _ in range(300):
+            if env.slack.sent:
+                break
+            await asyncio.sleep(0.01)
+        assert env.slack.texts == ["to slack"]
+    finally:
+        stuck.set()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_a_send_that_hangs_is_abandoned_and_retried(env, monkeypatch):
+    """A call that never returns is given up after SEND_TIMEOUT, and the row is tried again
+    once the platform has rested."""
+    monkeypatch.setattr(bot.delivery, "SEND_TIMEOUT", 0.05)
+    real_send = env.slack.send
+    hung = []
+
+    async def hangs_once(target, message):
+        if not hung:
+            hung.append(True)
+            await asyncio.sleep(10)
+        return await real_send(target, message)
+
+    env.slack.send = hangs_once  # type: ignore[method-assign]
+    [row] = await env.queue(ToMember(await env.member("slack", "U1")), PRIVATE)
+    assert await env.worker.drain() == 0
+    assert (await env.row(row.id)).last_error == "timeout"
+    env.advance(minutes=1)
+    assert await env.worker.drain() == 1
+    assert env.slack.texts == [PRIVATE]

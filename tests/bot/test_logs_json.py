@@ -47,7 +47,7 @@ class FakeApp:
     def __init__(self, settings) -> None:
         self.settings = settings
 
-    async def run(self) -> None:
+    async def serve(self) -> None:
         log = structlog.get_logger("headsup.app")
         log.warning("app.started", platforms=["discord"], text="a member's words")
 
