@@ -29,7 +29,7 @@ from commands.events import Work, refresh_announcement
 from commands.registry import registry
 from commands.support import close_case, lock_case, record, route
 from storage.checkin import CheckinSubscription, CheckinWeek
-from storage.events import Event, EventDraft, EventRsvp, EventStatus, event_code
+from storage.events import Event, EventDraft, EventRsvp, EventSeries, EventStatus, event_code
 from storage.models import Identity, Member, OutboxMessage, OutboxStatus
 from storage.privacy import (
     BATCH,
@@ -275,6 +275,9 @@ async def _events(session: AsyncSession, member_id: int) -> dict[str, Any]:
     created = await session.exec(
         select(Event).where(Event.created_by == member_id).order_by(col(Event.starts_at))
     )
+    series = await session.exec(
+        select(EventSeries).where(EventSeries.created_by == member_id).order_by(col(EventSeries.id))
+    )
     return {
         "replies": [
             {
@@ -298,6 +301,15 @@ async def _events(session: AsyncSession, member_id: int) -> dict[str, Any]:
         "events_you_created": [
             {"event": event_code(e.id or 0), "title": e.title, "starts_at": iso(e.starts_at)}
             for e in created
+        ],
+        "weekly_series_you_created": [
+            {
+                "title": s.title,
+                "weekly_at": f"{s.local_time} ({s.timezone})",
+                "until": s.until.isoformat(),
+                "status": s.status,
+            }
+            for s in series
         ],
     }
 

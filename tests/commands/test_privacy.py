@@ -21,8 +21,11 @@ from bot.core import Actor, Role
 from bot.ui import Button, Message, ToMember
 from commands import privacy
 from storage.checkin import CheckinWeek
+from storage.crypto import Cipher
+from storage.db import Database
 from storage.events import EventRsvp
 from storage.models import Identity, Member, OutboxMessage, OutboxStatus
+from storage.rotation import rotate_keys
 from storage.support import CaseEvent, CaseMessage, CaseStatus, CoachProfile, SupportCase
 from tests.conftest import TestDatabase
 from tests.harness import ConsoleBot
@@ -187,6 +190,43 @@ async def test_export_lists_event_replies(bot: ConsoleBot):
     data = exported(await bot.say("/headsup export", as_=MEMBER))
     [reply] = data["events"]["replies"]
     assert (reply["event"], reply["title"], reply["answer"]) == ("E1", "Heads together", "going")
+
+
+async def test_export_lists_the_events_and_series_a_coordinator_created(bot: ConsoleBot):
+    """A coordinator's export names the events and the weekly series they created."""
+    await bot.say(
+        "/event create", "Heads together", "2026-01-13 19:00", "60", LINK, "", "2026-02-24",
+        as_="coordinator",
+    )  # fmt: skip
+    data = exported(await bot.say("/headsup export", as_="coordinator"))
+    [series] = data["events"]["weekly_series_you_created"]
+    assert (series["title"], series["until"]) == ("Heads together", "2026-02-24")
+    assert series["weekly_at"] == "19:00 (Europe/London)"
+    assert data["events"]["events_you_created"][0]["event"] == "E1"
+
+
+async def test_a_half_rotated_database_reads_in_full_with_both_keys(make_bot, db: TestDatabase):
+    """Stopped halfway through `rotate-key`, the data is part under the new key and part under
+    the old: a bot given both keys (new first) still reads every note and word."""
+    old, new = Cipher.generate_key(), Cipher.generate_key()
+    first = await make_bot(storage={"encryption_key": old})
+    await note_in(first)
+    await first.say(f"/support {WORDS}", ":click connect", as_=MEMBER)
+    await first.stop()
+    database = Database(db.url, schema=db.schema)
+
+    def stop_after_one_batch(_count) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            await rotate_keys(database, f"{new},{old}", batch=1, after_batch=stop_after_one_batch)
+    finally:
+        await database.close()
+    both = await make_bot(storage={"encryption_key": f"{new},{old}"})
+    data = exported(await both.say("/headsup export", as_=MEMBER))
+    text = json.dumps(data)
+    assert NOTE in text and WORDS in text
 
 
 async def test_privacy_text_points_to_export_and_forget_me(bot: ConsoleBot):
