@@ -1,7 +1,8 @@
 """The neutral core: who is asking, what they asked, the command registry, and the dispatcher.
 
-Adapters translate a platform event into one of four calls on ``Core`` — a slash command, a
-button press, a form submission, or a direct message — and render the ``Reply`` it returns.
+Adapters translate a platform event into one of the calls on ``Core`` — a slash command, a
+button press, a form submission, a direct message, or opening one's home page — and render the
+``Reply`` it returns.
 Commands are plain async functions registered on a ``Registry``; a command's docstring is its
 help and its signature is its argument parser. Role checks happen here, never in an adapter.
 """
@@ -306,6 +307,7 @@ class DueJob:
 
 
 DirectMessageHandler = Callable[[Context, str], Awaitable[Reply | Message | str | None]]
+HomePage = Callable[[Context], Awaitable[list[Message]]]
 
 
 @dataclass
@@ -316,6 +318,7 @@ class Registry:
     actions: dict[str, ActionSpec] = field(default_factory=dict)
     direct_message_handlers: list[tuple[int, DirectMessageHandler]] = field(default_factory=list)
     due_jobs: dict[str, DueJob] = field(default_factory=dict)
+    home_page: HomePage | None = None
 
     def command(
         self,
@@ -390,6 +393,13 @@ class Registry:
 
         return register
 
+    def home(self, build: HomePage) -> HomePage:
+        """Register the builder of a person's home page (one message per part)."""
+        if self.home_page is not None:
+            raise ValueError("home page registered twice")
+        self.home_page = build
+        return build
+
     # lookups
 
     def groups(self) -> list[str]:
@@ -421,6 +431,7 @@ class Registry:
             dict(self.actions),
             list(self.direct_message_handlers),
             dict(self.due_jobs),
+            self.home_page,
         )
 
 
@@ -540,6 +551,16 @@ class Core:
 
         return await self._unit(actor, run, event="direct_message", name="dm", in_dm=True)
 
+    async def home(self, actor: Actor) -> Reply:
+        """The person's home page (Slack's App Home tab), as a request like any other: a
+        stranger is turned away and nothing is stored about them."""
+        build = self.registry.home_page
+
+        async def run(ctx: Context) -> Reply:
+            return Reply(messages=await build(ctx) if build is not None else [])
+
+        return await self._unit(actor, run, event="home", name="home", in_dm=False)
+
     async def _action(
         self, actor: Actor, action_id: str, values: dict[str, str] | None, in_dm: bool
     ) -> Reply:
@@ -599,7 +620,11 @@ class Core:
                         outcome="refused" if isinstance(exc, Refused) else "bad_input",
                         platform=actor.platform,
                     )
-                    return Reply.of(_explain(exc))
+                    return Reply(
+                        [Message(_explain(exc))],
+                        bad_input=not isinstance(exc, Refused),
+                        bad_field=exc.field,
+                    )
         except (OperationalError, OSError, ConnectionError, Unavailable) as exc:
             log.error(event, name=name, outcome="unavailable", error=type(exc).__name__)
             emergency = services.settings.support.emergency
@@ -623,17 +648,18 @@ def check_form(form: Form, values: dict[str, str]) -> dict[str, str]:
     """The submitted values for `form`'s fields, checked against its own rules.
 
     Missing fields count as empty; unknown ones are ignored; a required field left empty or a
-    value over its field's limit raises a UserError naming the field.
+    value over its field's limit raises a UserError naming the field (and carrying its name).
     """
     checked: dict[str, str] = {}
     for f in form.fields:
         value = (values.get(f.name) or "").strip()
         if f.required and not value:
-            raise UserError(f"{f.label} is needed — please fill it in.")
+            raise UserError(f"{f.label} is needed — please fill it in.", field=f.name)
         if len(value) > f.max_length:
             raise UserError(
                 f"{f.label} is too long ({len(value):,} characters; the most is "
-                f"{f.max_length:,}). Nothing was saved — could you shorten it?"
+                f"{f.max_length:,}). Nothing was saved — could you shorten it?",
+                field=f.name,
             )
         checked[f.name] = value
     return checked

@@ -2,11 +2,16 @@
 
 
 class UserError(Exception):
-    """Bad input: the message says what to do instead. Nothing was changed."""
+    """Bad input: the message says what to do instead. Nothing was changed.
 
-    def __init__(self, message: str) -> None:
+    ``field`` names the form field the problem is in, when it is one field's, so a platform
+    that can keep a form open shows the message under that field.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.field = field
 
 
 class UsageError(UserError):

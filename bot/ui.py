@@ -199,11 +199,16 @@ class Reply:
 
     ``messages`` are private to them (ephemeral, or in their DM when they wrote in a DM);
     ``form`` opens a form; ``update`` replaces the message whose button they pressed.
+    ``bad_input`` says the core turned down what they gave (nothing was changed, ``messages``
+    say why), and ``bad_field`` names the form field it is about when known: a platform that
+    can keep the form open shows the message there instead.
     """
 
     messages: list[Message] = field(default_factory=list)
     form: Form | None = None
     update: Message | None = None
+    bad_input: bool = False
+    bad_field: str | None = None
 
     @classmethod
     def of(cls, value: Reply | Message | Form | str | None) -> Reply:

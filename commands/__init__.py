@@ -6,7 +6,7 @@ from bot.core import Registry
 
 def load() -> Registry:
     """Import every feature module (registering its handlers) and return the registry."""
-    from commands import checkin, coach, digest, events, help, privacy, support  # noqa: F401
+    from commands import checkin, coach, digest, events, help, home, privacy, support  # noqa: F401
     from commands.registry import registry
 
     return registry

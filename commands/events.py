@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.core import Arg, Context, Role, Services, check_form, split_words
+from bot.core import Actor, Arg, Context, Role, Services, check_form, split_words
 from bot.durations import parse_duration
 from bot.errors import UserError
 from bot.text import moment, quote_user_text, shorten
@@ -390,10 +390,12 @@ def read_details(
     (an event under way can still have its link fixed)."""
     zone_name = work.zone_name
     zone = ZoneInfo(zone_name)
+    reading = "title"  # the field being read, named in the error (a form shows it there)
     try:
         title = " ".join(values.get("title", "").split())
         if not title:
             raise ValueError("the event needs a title")
+        reading = "start"
         starts_at = parse_start(values.get("start", ""), zone_name)
         if starts_at <= work.now and starts_at != keep_start:
             shown = starts_at.astimezone(zone)
@@ -401,13 +403,16 @@ def read_details(
                 f"the start, {_day(shown, work.now.astimezone(zone))} at {shown:%H:%M}, has "
                 "already passed — events need a start in the future"
             )
+        reading = "duration"
         duration = parse_event_duration(values.get("duration", ""))
+        reading = "link"
         link = parse_link(values.get("link", ""))
+        reading = "repeat_until"
         first = starts_at.astimezone(zone).date() if until_from_start else None
         until = parse_until(values.get("repeat_until", ""), first, work.now.astimezone(zone).date())
     except ValueError as exc:
         message = str(exc)
-        raise UserError(f"Sorry — {message}. Nothing was {outcome}.") from None
+        raise UserError(f"Sorry — {message}. Nothing was {outcome}.", field=reading) from None
     description = values.get("description", "").strip()
     return Details(title, starts_at, duration, link, description, until)
 
@@ -974,6 +979,38 @@ async def events(ctx: Context) -> Reply | str:
             text += f"\nYou replied: {ANSWER_LABELS[mine[_id(event)]]}."
         reply.messages.append(Message(text, event_buttons(event, counts[_id(event)])))
     return reply
+
+
+async def events_to_choose(
+    services: Services, actor: Actor, typed: str = "", *, limit: int = 25, max_label: int = 100
+) -> list[tuple[str, str]]:
+    """Upcoming events a coordinator can change or cancel, soonest first, as (label, id) pairs
+    like ("E12 — Heads together (Tue 13 Jan 19:00)", "E12"): those whose label contains what
+    has been typed, for a platform to suggest. Anyone else is offered none."""
+    if actor.stranger or not actor.has(Role.COORDINATOR):
+        return []
+    zone = ZoneInfo(services.settings.network.timezone)
+    now = services.clock.now()
+    needle = typed.strip().lower()
+    async with services.database.session() as session:
+        upcoming = (
+            await session.exec(
+                select(Event)
+                .where(Event.status == EventStatus.SCHEDULED, Event.ends_at > now)
+                .order_by(col(Event.starts_at), col(Event.id))
+            )
+        ).all()
+    found: list[tuple[str, str]] = []
+    for event in upcoming:
+        code, local = event_code(_id(event)), event.starts_at.astimezone(zone)
+        when = f" ({local:%a} {local.day} {local:%b %H:%M})"
+        title = shorten(" ".join(event.title.split()), max_label - len(code) - len(when) - 3)
+        label = f"{code} — {title}{when}"
+        if needle in label.lower():
+            found.append((label, code))
+            if len(found) == limit:
+                break
+    return found
 
 
 # --- telling people what changed ------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.core import ROLE_NAMES, Context, Role
+from bot.core import ROLE_NAMES, CommandSpec, Context, Registry, Role
 from bot.errors import Refused, UserError
 from bot.ui import Button, Message, Reply, Style
 from commands.registry import registry
@@ -86,3 +86,17 @@ async def run_command(ctx: Context, group: str) -> Reply | Message | str | None:
     if spec.preface is not None:
         reply.messages.insert(0, Message(spec.preface(ctx.settings)))
     return reply
+
+
+def command_run_by(commands: Registry, action_id: str) -> CommandSpec | None:
+    """The command a menu button runs as if typed (``cmd:support`` runs /support), or None.
+
+    Platforms ask, to answer such a press with the command's preface at once, as the command."""
+    name, _, group = action_id.partition(":")
+    if name != "cmd" or not group:
+        return None
+    try:
+        spec, _ = commands.resolve(group, [])
+    except UserError:
+        return None
+    return spec

@@ -2,7 +2,8 @@
 
 In one place: my check-in settings and recent weeks, the events coming up with my replies, and —
 for a coach — whether I'm on duty and my open cases. It only reads; every button on it runs an
-action the features already have. It is a list of neutral messages, so any platform can show it.
+action the features already have. It is a list of neutral messages, so any platform can show it;
+a platform asks for it with ``Core.home``, which turns strangers away like any other request.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 from sqlmodel import col, func, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.core import Actor, Role, Services
+from bot.core import Context, Role, Services
 from bot.ui import Button, Message, Style
 from commands.checkin import HISTORY_WEEKS, SPARKS, label, when
 from commands.events import (
@@ -24,11 +25,11 @@ from commands.events import (
     rsvp_counts,
     series_of,
 )
+from commands.registry import registry
 from commands.schedule import describe_weekly
 from commands.support import coach_cases, shown_as
 from storage.checkin import CheckinSubscription, CheckinWeek, SubscriptionStatus
 from storage.events import Event, EventRsvp, EventStatus
-from storage.members import member_for
 from storage.models import Member
 from storage.support import CoachProfile, OfferStatus, SupportOffer
 
@@ -39,14 +40,10 @@ HOME_EVENTS = 5  # events shown one by one; /events lists them all
 HOME_CASES = 10  # cases shown with their own Reply button
 
 
-async def home_for(services: Services, actor: Actor) -> list[Message]:
-    """The home page of the person behind `actor` (a member from their first visit on)."""
-    now = services.clock.now()
-    async with services.database.session() as session:
-        member = await member_for(session, actor, now)
-        await session.commit()
-        assert member.id is not None
-        return await home_page(services, session, member.id, now)
+@registry.home
+async def home(ctx: Context) -> list[Message]:
+    """The home page of the person asking (a member from their first visit on)."""
+    return await home_page(ctx.services, ctx.session, ctx.member_id, ctx.now)
 
 
 async def home_page(

@@ -65,7 +65,9 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.config import ConfigError, SlackConfig
 from bot.core import Actor, Registry, Role, split_words
 from bot.errors import UserError
+from bot.logs import pseudonym
 from bot.platforms import DeliveryError, Pace, Platform, SentRef, Target
+from bot.platforms.seen import SeenEvents
 from bot.text import Moment, render_moments
 from bot.ui import Attachment, Channel, Form, Message, Reply, Style
 
@@ -76,15 +78,18 @@ log = structlog.get_logger("headsup.slack")
 
 # bolt and slack-sdk log through the standard library; keep them apart from the bot's own logs.
 # Their warnings name event types and ids; every event type we subscribe to has a listener, so
-# none of them ever logs a request body.
+# none of them ever logs a request body. Below WARNING they log every request and answer whole
+# (message text, user ids), so they never log below it, whatever the root logger allows.
 LIBRARY_LOG = "headsup.slack.library"
 
 ACK_WITHIN = 0.1  # seconds: answer in the acknowledgement if the core is this quick
+# Seconds a submitted modal waits for the core's checks before it is closed regardless: a bad
+# value found in time keeps the modal open, what was typed kept. Within Slack's 3 s, with room.
+FORM_CHECK_WITHIN = 2.0
 STOP_GRACE = 5.0  # seconds to let requests in hand finish on stop
 CONNECT_TIMEOUT = 30.0  # seconds to open the Socket Mode websocket
 USER_CACHE_SECONDS = 3600.0  # how long a member's name and timezone from users.info are kept
 MAX_RATELIMIT_WAIT = 30.0  # a 429 asking for a shorter wait is waited out in the send itself
-PURGE_EVERY = 3600.0  # seconds between purges of old event ids
 
 MAX_SECTION = 3000  # characters of mrkdwn in one section block
 MAX_FALLBACK = 3000  # characters of a message's top-level (notification) text
@@ -98,6 +103,7 @@ MAX_INPUT_LABEL = 2000
 MAX_INPUT_LENGTH = 3000
 MAX_PLACEHOLDER = 150
 MAX_METADATA = 3000  # a modal's private_metadata
+MAX_FIELD_ERROR = 2000  # characters of a problem shown under a modal's field
 
 FORM_CALLBACK = "headsup.form"
 
@@ -190,17 +196,32 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _safe_cut(text: str, cut: int) -> int:
+    """`cut`, or an earlier place, so that cutting escaped mrkdwn there splits neither an
+    entity (``&amp;``) nor a piece of Slack markup (``<!date^…|…>``, ``<https://…|…>``,
+    ``<@U…>``): Slack would show half of one as raw text. After escaping, every ``<`` left
+    opens markup the bot wrote itself."""
+    opening = text.rfind("<", 0, cut)
+    if opening > 0 and text.find(">", opening, cut) == -1:
+        cut = opening
+    entity = text.rfind("&", max(0, cut - 5), cut)
+    if entity > 0 and ";" not in text[entity:cut]:
+        cut = entity
+    return cut
+
+
+def _clip_mrkdwn(text: str, limit: int) -> str:
+    """Escaped mrkdwn cut to at most `limit` characters, never inside an entity or markup."""
+    return text if len(text) <= limit else text[: _safe_cut(text, limit - 1)] + "…"
+
+
 def _pieces(text: str, size: int) -> list[str]:
-    """Escaped text cut into pieces of at most `size`, never inside an entity, at line breaks
-    where possible."""
+    """Escaped mrkdwn cut into pieces of at most `size`, never inside an entity or markup, at
+    line breaks where possible."""
     pieces: list[str] = []
     while len(text) > size:
         cut = text.rfind("\n", size // 2, size)
-        if cut <= 0:
-            cut = size
-            entity = text.rfind("&", cut - 5, cut)
-            if entity != -1 and ";" not in text[entity:cut]:
-                cut = entity
+        cut = _safe_cut(text, size if cut <= 0 else cut)
         pieces.append(text[:cut])
         text = text[cut:].lstrip("\n")
     if text:
@@ -252,7 +273,7 @@ def message_body(message: Message) -> dict[str, Any]:
     """chat.postMessage / chat.update / response_url arguments for the message (never
     ``link_names``: escaped text and no name linking means no mention can be made)."""
     return {
-        "text": _clip(slack_text(message.text), MAX_FALLBACK) or " ",
+        "text": _clip_mrkdwn(slack_text(message.text), MAX_FALLBACK) or " ",
         "blocks": blocks_for(message),
     }
 
@@ -302,6 +323,44 @@ def modal_view(form: Form, metadata: str) -> dict[str, Any]:
         "close": _plain("Cancel", MAX_MODAL_TITLE),
         "blocks": blocks,
     }
+
+
+def form_errors(view: dict[str, Any], reply: Reply) -> dict[str, str] | None:
+    """Slack's ``errors`` (block id → text) for a modal whose values the core turned down: the
+    problem under the field it is about — the one the core names, else the first one its text
+    names, else the first field. None when the reply is no such problem."""
+    if not reply.bad_input or not reply.messages:
+        return None
+    fields = _input_block_ids(view)
+    if not fields:
+        return None
+    text = "\n".join(m.text for m in reply.messages)
+    field = reply.bad_field if reply.bad_field in fields else _named_field(text, fields)
+    return {field or fields[0]: _clip(text, MAX_FIELD_ERROR)}
+
+
+def _input_block_ids(view: dict[str, Any]) -> list[str]:
+    blocks = view.get("blocks")
+    return [
+        block["block_id"]
+        for block in (blocks if isinstance(blocks, list) else [])
+        if isinstance(block, dict)
+        and block.get("type") == "input"
+        and isinstance(block.get("block_id"), str)
+        and block["block_id"]
+    ]
+
+
+def _named_field(text: str, fields: list[str]) -> str | None:
+    """The field whose name ("repeat_until" as "repeat until" or "repeat-until") the text
+    mentions first."""
+    found: list[tuple[int, str]] = []
+    for name in fields:
+        words = r"[\s_-]".join(re.escape(word) for word in name.split("_"))
+        match = re.search(rf"\b{words}\b", text, re.IGNORECASE)
+        if match is not None:
+            found.append((match.start(), name))
+    return min(found)[1] if found else None
 
 
 def submitted_values(view: dict[str, Any]) -> dict[str, str]:
@@ -463,6 +522,7 @@ class Request:
     in_dm: bool = False  # the message a button is on is in the person's DM with the bot
     in_home: bool = False  # the button is on the App Home tab
     acked: bool = False
+    team_id: str | None = None  # the person's own workspace, as the request says
 
     async def acknowledge(self, body: dict[str, Any] | None = None) -> None:
         """Acknowledge once; `body` becomes the immediate answer (a slash command's)."""
@@ -489,7 +549,7 @@ class SlackPlatform(Platform):
     name = "slack"
     # chat.postMessage: about one message a second per channel (each DM is its own), within a
     # workspace-wide budget; slack-sdk waits out a short 429 should one still come.
-    pace = Pace(per_second=20, per_channel_per_second=1)
+    pace = Pace(per_second=20, per_channel_per_second=1, concurrency=8)
 
     def __init__(self, config: SlackConfig) -> None:
         self.config = config
@@ -504,7 +564,7 @@ class SlackPlatform(Platform):
         self._inflight: set[asyncio.Task[Any]] = set()
         self._profiles: dict[str, _Profile] = {}
         self._dm_channels: dict[str, str] = {}
-        self._last_purge = 0.0
+        self._seen: SeenEvents | None = None
         self.bot_user_id = ""
         self.team_id = ""  # the network's workspace
         self.http_port = 0  # where HTTP mode listens, once started
@@ -515,6 +575,7 @@ class SlackPlatform(Platform):
     async def start(self, core: Core) -> None:
         """Check the token, then connect Socket Mode (or start serving HTTP)."""
         self._core = core
+        self._seen = SeenEvents(core.services, self.name)
         self._stopped = asyncio.Event()
         token = self.config.bot_token.get_secret_value()
         base_url = self.config.api_base_url.rstrip("/") + "/"
@@ -543,7 +604,7 @@ class SlackPlatform(Platform):
                 await self._connect_socket(library_log)
             else:
                 await self._serve_http()
-            await self._purge_old_events()
+            await self._seen.purge()
         except SlackApiError as exc:
             await self._close()
             raise ConfigError(_start_problem(exc, "bot_token")) from None
@@ -599,13 +660,17 @@ class SlackPlatform(Platform):
         if message.attachment is not None:
             # The message is out, so a failed file must not make the worker post it again.
             await self._upload(ref.channel_id, message.attachment, client)
-        log.info("slack.sent", kind=target.kind, channel_id=ref.channel_id, ts=ref.message_id)
+        log.info(
+            "slack.sent", kind=target.kind, channel_id=_logged(ref.channel_id), ts=ref.message_id
+        )
         return ref
 
     async def edit(self, ref: SentRef, message: Message) -> None:
         client = self._delivery_client
         if message.attachment is not None:
-            log.warning("slack.edit_drops_file", channel_id=ref.channel_id, ts=ref.message_id)
+            log.warning(
+                "slack.edit_drops_file", channel_id=_logged(ref.channel_id), ts=ref.message_id
+            )
         try:
             await client.chat_update(
                 channel=ref.channel_id, ts=ref.message_id, **message_body(message)
@@ -614,7 +679,7 @@ class SlackPlatform(Platform):
             raise delivery_error(exc) from None
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise DeliveryError(f"network:{type(exc).__name__}") from None
-        log.info("slack.edited", channel_id=ref.channel_id, ts=ref.message_id)
+        log.info("slack.edited", channel_id=_logged(ref.channel_id), ts=ref.message_id)
 
     # --- helpers for the Platform side -------------------------------------------------------
 
@@ -669,9 +734,11 @@ class SlackPlatform(Platform):
                 title=attachment.filename,
             )
         except (SlackApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-            log.warning("slack.file_failed", channel_id=channel_id, error=type(exc).__name__)
+            log.warning(
+                "slack.file_failed", channel_id=_logged(channel_id), error=type(exc).__name__
+            )
             return False
-        log.info("slack.file_shared", channel_id=channel_id)
+        log.info("slack.file_shared", channel_id=_logged(channel_id))
         return True
 
     async def _close(self) -> None:
@@ -809,6 +876,7 @@ class SlackPlatform(Platform):
                 response_url=body.get("response_url"),
                 trigger_id=body.get("trigger_id"),
                 channel_id=body.get("channel_id"),
+                team_id=_text_or_none(body.get("team_id")),
             )
             log.info("slack.command", command=f"/{group}", user_id=request.user_id)
             try:
@@ -823,7 +891,7 @@ class SlackPlatform(Platform):
                 await self._failed(request, "command", exc)
 
     async def _command_reply(self, request: Request, group: str, text: str) -> Reply:
-        actor = await self.actor_of(request.user_id, request.name)
+        actor = await self.actor_of(request.user_id, request.name, team_id=request.team_id)
         return await self.core.command(actor, group, text)
 
     def _preface(self, group: str, text: str) -> str | None:
@@ -839,8 +907,8 @@ class SlackPlatform(Platform):
         """A button: acknowledged first; the answer may replace the message it is on."""
         await ack()
         async with self._handling():
-            container = body.get("container") or {}
-            channel_id = container.get("channel_id") or (body.get("channel") or {}).get("id")
+            container = _object(body.get("container"))
+            channel_id = container.get("channel_id") or _object(body.get("channel")).get("id")
             ephemeral = bool(container.get("is_ephemeral"))
             user = body["user"]
             request = Request(
@@ -855,6 +923,7 @@ class SlackPlatform(Platform):
                 in_dm=bool(channel_id and str(channel_id).startswith("D")) and not ephemeral,
                 in_home=container.get("type") == "view",
                 acked=True,
+                team_id=_text_or_none(user.get("team_id")),
             )
             pressed = body["actions"][0]
             action = str(pressed.get("value") or pressed.get("action_id") or "")
@@ -865,18 +934,23 @@ class SlackPlatform(Platform):
                 in_dm=request.in_dm,
             )
             try:
-                actor = await self.actor_of(request.user_id, request.name)
+                actor = await self.actor_of(request.user_id, request.name, team_id=request.team_id)
                 reply = await self.core.press(actor, action, in_dm=request.in_dm)
                 await self._render(request, reply, on_message=True)
                 if request.in_home:
-                    await self.publish_home(request.user_id)
+                    await self.publish_home(request.user_id, request.team_id)
             except Exception as exc:
                 await self._failed(request, "press", exc)
 
     async def _on_view(self, ack: Any, body: dict[str, Any]) -> None:
         """A submitted modal: its private_metadata holds the form's action and where the
-        answer goes (the response_url of the command or button that opened it)."""
-        await ack()
+        answer goes (the response_url of the command or button that opened it).
+
+        The core checks the values before the acknowledgement when it answers within
+        ``FORM_CHECK_WITHIN``: a value it turns down is acknowledged with Slack's
+        ``response_action: errors``, so the modal stays open with what was typed and the
+        problem under its field. Anything else — or a slow core — closes the modal, and the
+        answer comes as a private message."""
         async with self._handling():
             view = body["view"]
             user = body["user"]
@@ -884,26 +958,38 @@ class SlackPlatform(Platform):
             request = Request(
                 user_id=str(user["id"]),
                 name=str(user.get("username") or user.get("name") or ""),
-                ack=None,
+                ack=ack,
                 response_url=metadata.get("r"),
                 trigger_id=body.get("trigger_id"),
                 channel_id=metadata.get("c"),
                 in_dm=bool(metadata.get("d")),
-                acked=True,
+                team_id=_text_or_none(user.get("team_id")),
             )
             action = str(metadata.get("a") or "")
             log.info("slack.submit", action=action.partition(":")[0], user_id=request.user_id)
             try:
                 if not action:
+                    await request.acknowledge()
                     await self._render(request, Reply.of(SORRY))
                     return
-                actor = await self.actor_of(request.user_id, request.name)
-                reply = await self.core.submit(
-                    actor, action, submitted_values(view), in_dm=request.in_dm
-                )
+                submitted = self._submit_reply(request, action, submitted_values(view))
+                reply = await self._in_time(request, submitted, within=FORM_CHECK_WITHIN)
+                errors = None if request.acked else form_errors(view, reply)
+                if errors:
+                    await request.acknowledge({"response_action": "errors", "errors": errors})
+                    log.info("slack.form_kept_open", action=action.partition(":")[0])
+                    return
+                await request.acknowledge()  # closes the modal
                 await self._render(request, reply)
             except Exception as exc:
+                await request.acknowledge()  # a modal can't take a message as its answer
                 await self._failed(request, "submit", exc)
+            finally:
+                await request.acknowledge()
+
+    async def _submit_reply(self, request: Request, action: str, values: dict[str, str]) -> Reply:
+        actor = await self.actor_of(request.user_id, request.name, team_id=request.team_id)
+        return await self.core.submit(actor, action, values, in_dm=request.in_dm)
 
     async def _on_view_closed(self, ack: Any) -> None:
         await ack()
@@ -933,7 +1019,7 @@ class SlackPlatform(Platform):
             channel_id = str(event.get("channel") or "")
             log.info("slack.direct_message", user_id=user_id, in_thread=reply_to is not None)
             try:
-                actor = await self.actor_of(str(user_id))
+                actor = await self.actor_of(str(user_id), team_id=_team_of_event(event))
                 reply = await self.core.message(actor, text, reply_to=reply_to)
                 outgoing = list(reply.messages)
                 if reply.update is not None:
@@ -955,7 +1041,7 @@ class SlackPlatform(Platform):
             if not await self._first_sighting(body.get("event_id")):
                 return
             try:
-                await self.publish_home(str(event["user"]))
+                await self.publish_home(str(event["user"]), _team_of_event(event))
             except Exception as exc:
                 log.exception("slack.home_failed", error=type(exc).__name__)
 
@@ -966,21 +1052,23 @@ class SlackPlatform(Platform):
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
         log.error("slack.listener_error", kind=body.get("type"), error=type(error).__name__)
 
-    async def publish_home(self, user_id: str) -> None:
-        """views.publish the member's home page (``commands.home``) on their App Home tab."""
-        from commands.home import home_for
-
-        actor = await self.actor_of(user_id)
-        page = await home_for(self.core.services, actor)
-        await self.client.views_publish(user_id=user_id, view=home_view(page))
+    async def publish_home(self, user_id: str, team_id: str | None = None) -> None:
+        """views.publish the person's home page, as the core gives it (for a stranger, a kind
+        word that the bot is not for them), on their App Home tab."""
+        actor = await self.actor_of(user_id, team_id=team_id)
+        reply = await self.core.home(actor)
+        await self.client.views_publish(user_id=user_id, view=home_view(reply.messages))
         log.info("slack.home_published", user_id=user_id)
 
     # --- who is asking -------------------------------------------------------------------------
 
-    async def actor_of(self, user_id: str, fallback_name: str = "") -> Actor:
-        """The neutral actor: roles from ``[slack] coaches``/``coordinators``, name and timezone
-        from users.info (kept for an hour)."""
-        profile = await self._profile(user_id, fallback_name)
+    async def actor_of(
+        self, user_id: str, fallback_name: str = "", *, team_id: str | None = None
+    ) -> Actor:
+        """The neutral actor: roles from ``[slack] coaches``/``coordinators``, name, timezone
+        and home workspace from users.info (kept for an hour). `team_id` is the workspace the
+        request itself names for the person, used when users.info can't be asked."""
+        profile = await self._profile(user_id, fallback_name, team_id)
         roles = set()
         if user_id in self.config.coaches:
             roles.add(Role.COACH)
@@ -992,7 +1080,11 @@ class SlackPlatform(Platform):
             "slack", user_id, profile.name, frozenset(roles), profile.timezone, stranger=stranger
         )
 
-    async def _profile(self, user_id: str, fallback_name: str) -> _Profile:
+    async def _profile(self, user_id: str, fallback_name: str, team_id: str | None) -> _Profile:
+        """Who the person is, from users.info. When Slack can't say, the last known profile
+        (their workspace with it), else the workspace the request names. With neither, they
+        are taken as a member — a passing Slack outage must not lock out the network's own
+        people — and that is logged."""
         cached = self._profiles.get(user_id)
         if cached is not None and time.monotonic() - cached.fetched < USER_CACHE_SECONDS:
             return cached
@@ -1002,7 +1094,9 @@ class SlackPlatform(Platform):
             log.warning("slack.user_unknown", user_id=user_id, error=type(exc).__name__)
             if cached is not None:
                 return cached
-            return _Profile(fallback_name or user_id, None, 0.0)
+            if not team_id:
+                log.warning("slack.team_unknown", user_id=user_id)
+            return _Profile(fallback_name or user_id, None, 0.0, team_id or None)
         user = found.get("user") or {}
         details = user.get("profile") or {}
         name = (
@@ -1014,18 +1108,21 @@ class SlackPlatform(Platform):
             or user_id
         )
         profile = _Profile(
-            str(name), user.get("tz") or None, time.monotonic(), user.get("team_id") or None
+            str(name), user.get("tz") or None, time.monotonic(), user.get("team_id") or team_id
         )
         self._profiles[user_id] = profile
         return profile
 
     # --- answering a request -------------------------------------------------------------------
 
-    async def _in_time(self, request: Request, work: Awaitable[Reply]) -> Reply:
-        """Run the core; acknowledge empty first if it is slow, so Slack doesn't time out."""
+    async def _in_time(
+        self, request: Request, work: Awaitable[Reply], *, within: float | None = None
+    ) -> Reply:
+        """Run the core; acknowledge empty first if it is slower than `within` seconds
+        (``ACK_WITHIN`` unless said), so Slack doesn't time out."""
         task = asyncio.ensure_future(work)
         if not request.acked:
-            done, _ = await asyncio.wait({task}, timeout=ACK_WITHIN)
+            done, _ = await asyncio.wait({task}, timeout=ACK_WITHIN if within is None else within)
             if not done:
                 log.info("slack.acknowledged_early", user_id=request.user_id)
                 await request.acknowledge()
@@ -1101,7 +1198,8 @@ class SlackPlatform(Platform):
         """Answer through a response_url (ephemeral; `replace` swaps the original message)."""
         body = {**_ephemeral(message), "replace_original": replace}
         try:
-            answer = await AsyncWebhookClient(url, session=self._session).send_dict(body)
+            webhook = AsyncWebhookClient(url, session=self._session, logger=_library_logger())
+            answer = await webhook.send_dict(body)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.warning("slack.respond_failed", error=type(exc).__name__)
             return False
@@ -1144,40 +1242,8 @@ class SlackPlatform(Platform):
 
     async def _first_sighting(self, event_id: Any) -> bool:
         """Record the event id; False for a retry of one already handled (by any instance)."""
-        from storage.platform_events import first_sighting
-
-        if not event_id:
-            return True
-        services = self.core.services
-        try:
-            async with services.database.session() as session:
-                first = await first_sighting(
-                    session, self.name, str(event_id), services.clock.now()
-                )
-                await session.commit()
-        except Exception as exc:  # the core will say the database is down; don't drop the event
-            log.warning("slack.event_not_recorded", error=type(exc).__name__)
-            return True
-        if not first:
-            log.info("slack.repeat_ignored", event_id=str(event_id))
-        elif time.monotonic() - self._last_purge > PURGE_EVERY:
-            await self._purge_old_events()
-        return first
-
-    async def _purge_old_events(self) -> None:
-        from storage.platform_events import forget_old_events
-
-        self._last_purge = time.monotonic()
-        services = self.core.services
-        try:
-            async with services.database.session() as session:
-                purged = await forget_old_events(session, services.clock.now())
-                await session.commit()
-        except Exception as exc:
-            log.warning("slack.purge_failed", error=type(exc).__name__)
-            return
-        if purged:
-            log.info("slack.events_purged", count=purged)
+        assert self._seen is not None
+        return await self._seen.first(event_id)
 
     @contextlib.asynccontextmanager
     async def _handling(self):
@@ -1193,6 +1259,25 @@ class SlackPlatform(Platform):
             self.handled += 1
 
 
+def _logged(channel_id: str) -> str:
+    """A channel id as it may be logged: a DM's is one person's conversation with the bot, so
+    it is logged as a pseudonym, as their user id is."""
+    return pseudonym(channel_id) if channel_id.startswith("D") else channel_id
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _team_of_event(event: dict[str, Any]) -> str | None:
+    """The workspace of the person behind an event (in a shared channel, their own)."""
+    return _text_or_none(event.get("user_team")) or _text_or_none(event.get("team"))
+
+
 def _ephemeral(message: Message) -> dict[str, Any]:
     return {"response_type": "ephemeral", **message_body(message)}
 
@@ -1205,10 +1290,25 @@ def _metadata(text: Any) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+# Fields bolt reads from any request before a listener runs, and the shapes it can read.
+_SHAPES: dict[str, tuple[type, ...]] = {
+    "event": (dict,),
+    "team": (str, dict, type(None)),
+    "channel": (str, dict, type(None)),
+    "enterprise": (str, dict, type(None)),
+    "authorizations": (list, type(None)),
+}
+
+
 def _malformed(body: Any) -> str | None:
     """What a request is missing for its kind, or None when it has what it needs."""
     if not isinstance(body, dict):
         return "not an object"
+    for key, shapes in _SHAPES.items():
+        if key in body and not isinstance(body[key], shapes):
+            return f"{key} of the wrong shape"
+    if not all(isinstance(a, dict) for a in body.get("authorizations") or []):
+        return "authorizations of the wrong shape"
     if "command" in body:
         return None if body.get("user_id") else "command without user_id"
     kind = body.get("type")
@@ -1228,6 +1328,10 @@ def _malformed(body: Any) -> str | None:
             not isinstance(body["view"].get("callback_id"), str) or not body["view"]["callback_id"]
         ):
             return f"{kind} without a callback_id"
+        elif body["view"].get("type") != "modal":
+            # bolt reads view.type (for a workflow step) before any listener, and fails on a
+            # view without one; ours are all modals, as Slack always says.
+            return f"{kind} not of a modal"
         return None
     if kind == "event_callback":
         event = body.get("event")
@@ -1238,4 +1342,6 @@ def _malformed(body: Any) -> str | None:
 def _library_logger() -> Any:
     import logging
 
-    return logging.getLogger(LIBRARY_LOG)
+    logger = logging.getLogger(LIBRARY_LOG)
+    logger.setLevel(logging.WARNING)
+    return logger

@@ -4,9 +4,12 @@ replies, a coach's open cases — built through the console with the clock at Mo
 
 from __future__ import annotations
 
+from sqlmodel import func, select
+
 from bot.core import Actor, Role
 from bot.ui import Message
-from commands.home import HOME_EVENTS, home_for
+from commands.home import HOME_EVENTS
+from storage.models import Member
 from tests.harness import ConsoleBot
 
 
@@ -20,7 +23,7 @@ def actor(name: str) -> Actor:
 
 
 async def home(bot: ConsoleBot, name: str) -> list[Message]:
-    return await home_for(bot.app.services, actor(name))
+    return (await bot.app.core.home(actor(name))).messages
 
 
 def text_of(page: list[Message]) -> str:
@@ -131,3 +134,17 @@ async def test_a_coach_is_told_of_an_offer_waiting(bot: ConsoleBot):
     coaching = (await home(bot, "coach"))[-1]
     assert "1 request waiting for your answer" in coaching.text
     assert "no open conversations" in coaching.text
+
+
+async def test_a_stranger_gets_no_page_and_nothing_is_stored(bot: ConsoleBot):
+    """Someone from outside the network's space is kindly turned away, with the emergency line,
+    instead of a page — and nothing about them is stored."""
+    await create_event(bot, "Heads together")
+    stranger = Actor("console", "visitor", "visitor", stranger=True)
+    async with bot.app.database.session() as session:
+        before = (await session.exec(select(func.count()).select_from(Member))).one()
+    page = (await bot.app.core.home(stranger)).messages
+    assert "only for members" in text_of(page) and "999" in text_of(page)
+    assert actions_of(page) == [] and "Heads together" not in text_of(page)
+    async with bot.app.database.session() as session:
+        assert (await session.exec(select(func.count()).select_from(Member))).one() == before

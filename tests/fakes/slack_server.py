@@ -7,10 +7,12 @@ bot posts (channel posts, DMs, ephemeral answers, edits) and every file it share
 to fail the next matching call (a 429 with Retry-After, or any Slack error).
 
 Tests drive it like people would: ``command`` runs a slash command, ``press`` clicks a button on
-a message, ``submit`` sends the modal the bot opened, ``dm`` writes to the bot, ``open_home``
-opens the App Home tab. In HTTP mode each is a request signed exactly as Slack signs them (v0,
-HMAC-SHA256 of ``v0:{timestamp}:{body}``) posted to the bot's ``/slack/events``; in Socket Mode
-it is an envelope on the websocket, and the call returns once the bot has acknowledged it.
+a message, ``submit`` sends the modal the bot opened (which stays open, as on Slack, when the bot
+answers with ``response_action: errors``), ``dm`` writes to the bot, ``open_home`` opens the App
+Home tab. Each comes from the person's own workspace (``add_user(team_id=…)`` for a Slack Connect
+user). In HTTP mode each is a request signed exactly as Slack signs them (v0, HMAC-SHA256 of
+``v0:{timestamp}:{body}``) posted to the bot's ``/slack/events``; in Socket Mode it is an envelope
+on the websocket, and the call returns once the bot has acknowledged it.
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ class Interaction:
     source: dict[str, Any] | None = None  # the message a pressed button is on
     answers: list[dict[str, Any]] = field(default_factory=list)  # messages answering it, in order
     modal: dict[str, Any] | None = None  # the view the bot opened with our trigger_id
+    # A submitted modal answered with response_action "errors": block id → the problem shown
+    # under that field (the modal stays open).
+    errors: dict[str, str] = field(default_factory=dict)
     event_id: str | None = None
     # Set once the acknowledgement is in: Slack shows the acknowledgement's answer before
     # anything the bot then posts to the response_url, whichever of the two reaches us first.
@@ -99,6 +104,7 @@ class FakeSlack:
         self.files: list[dict[str, Any]] = []  # every file the bot shared
         self.calls: list[Call] = []
         self.homes: dict[str, dict[str, Any]] = {}  # user → published App Home view
+        self.modals: dict[str, dict[str, Any]] = {}  # user → the modal open on their screen
         self.interactions: list[Interaction] = []
         self.hellos = 0
         self._failures: list[Failure] = []
@@ -186,7 +192,7 @@ class FakeSlack:
         interaction = self._interaction("command", user_id, channel)
         fields = {
             "token": "verification-token",
-            "team_id": self.team_id,
+            "team_id": self._team(user_id),  # the workspace the person typed it in
             "team_domain": "headstogether",
             "channel_id": channel,
             "channel_name": self.channels.get(channel, "directmessage"),
@@ -214,7 +220,11 @@ class FakeSlack:
         interaction.source = message
         payload: dict[str, Any] = {
             "type": "block_actions",
-            "user": {"id": user_id, "username": self._name(user_id), "team_id": self.team_id},
+            "user": {
+                "id": user_id,
+                "username": self._name(user_id),
+                "team_id": self._team(user_id),
+            },
             "api_app_id": "A001",
             "token": "verification-token",
             "trigger_id": interaction.trigger_id,
@@ -274,7 +284,11 @@ class FakeSlack:
         payload = {
             "type": "view_submission",
             "team": {"id": self.team_id, "domain": "headstogether"},
-            "user": {"id": user_id, "username": self._name(user_id), "team_id": self.team_id},
+            "user": {
+                "id": user_id,
+                "username": self._name(user_id),
+                "team_id": self._team(user_id),
+            },
             "api_app_id": "A001",
             "token": "verification-token",
             "trigger_id": interaction.trigger_id,
@@ -283,7 +297,23 @@ class FakeSlack:
             "is_enterprise_install": False,
         }
         await self._interactive(interaction, payload)
+        self._after_submit(interaction, view)
         return interaction
+
+    def _after_submit(self, interaction: Interaction, view: dict[str, Any]) -> None:
+        """As Slack does with the answer to a view_submission: "errors" keeps the modal open
+        with each problem under its field (an unknown block id is refused); "update" and
+        "push" keep a modal open; anything else closes it."""
+        ack = interaction.ack or {}
+        action = ack.get("response_action")
+        if action == "errors":
+            inputs = {b.get("block_id") for b in view.get("blocks", []) if b.get("type") == "input"}
+            errors = dict(ack.get("errors") or {})
+            unknown = set(errors) - inputs
+            assert errors and not unknown, f"Slack refuses errors for blocks {unknown or 'none'}"
+            interaction.errors = errors
+        elif action not in ("update", "push"):
+            self.modals.pop(interaction.user_id, None)
 
     async def dm(
         self,
@@ -305,7 +335,7 @@ class FakeSlack:
             "ts": ts,
             "event_ts": ts,
             "channel_type": "im",
-            "team": self.team_id,
+            "team": self._team(user_id),  # the writer's own workspace
             "client_msg_id": str(uuid.uuid4()),
         }
         if thread_ts:
@@ -509,6 +539,7 @@ class FakeSlack:
             return {"ok": False, "error": "expired_trigger_id"}
         view = dict(args["view"], id=f"V{next(self._ids):06d}")
         interaction.modal = view
+        self.modals[interaction.user_id] = view
         return {"ok": True, "view": view}
 
     def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -690,6 +721,10 @@ class FakeSlack:
 
     def _name(self, user_id: str) -> str:
         return str(self.users.get(user_id, {}).get("name", user_id))
+
+    def _team(self, user_id: str) -> str:
+        """The person's own workspace (another one for a Slack Connect user)."""
+        return str(self.users.get(user_id, {}).get("team_id", self.team_id))
 
     def _channel(self, channel: str) -> str | None:
         """Where a post goes: a known channel, a DM channel, or a user id (their DM)."""

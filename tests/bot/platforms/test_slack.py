@@ -5,17 +5,19 @@ no token."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 import pytest
-from sqlmodel import select
+import structlog
+from sqlmodel import func, select
 
 import bot.platforms.slack as slack_platform
 from bot.app import App
@@ -23,10 +25,12 @@ from bot.clock import Clock
 from bot.config import ConfigError
 from bot.platforms import DeliveryError, Target
 from bot.platforms.slack import SlackPlatform, escape, plain_text
+from bot.text import moment
 from bot.ui import Channel, Message, ToChannel, ToMember
-from storage.models import Identity, OutboxMessage, OutboxStatus
+from storage.models import Identity, Member, OutboxMessage, OutboxStatus
 from storage.platform_events import PlatformEvent
-from storage.support import SupportCase
+from storage.support import CaseStatus, SupportCase
+from tests.bot.test_logs import captured  # noqa: F401 (a fixture)
 from tests.fakes.slack_server import FakeSlack, Interaction, buttons, shown_text
 from tests.harness import START, make_settings
 
@@ -264,6 +268,57 @@ async def test_a_user_from_another_workspace_is_turned_away_kindly(bot: SlackBot
     assert all(i.user_id != "UEXT" for i in await members(bot))
 
 
+async def member_count(bot: SlackBot) -> int:
+    assert bot.app is not None
+    async with bot.app.database.session() as session:
+        return (await session.exec(select(func.count()).select_from(Member))).one()
+
+
+async def test_a_stranger_opening_the_home_tab_is_turned_away_kindly(
+    bot: SlackBot, fake: FakeSlack
+):
+    """A Slack Connect user opening the App Home tab sees the same kind refusal (with the
+    emergency line) instead of the page — no events, no buttons — and nothing is stored."""
+    await bot.run(
+        COORDINATOR,
+        "/event",
+        'create "Heads together" "2026-01-13 19:00" 60 https://meet.example.org/heads',
+    )
+    before = await member_count(bot)
+    fake.add_user("UEXT", "outsider", team_id="T999")
+    await bot.handled(fake.open_home("UEXT"))
+    view = fake.homes["UEXT"]
+    assert "only for members" in home_texts(view) and "999" in home_texts(view)
+    assert "Heads together" not in home_texts(view) and buttons(view) == []
+    assert all(i.user_id != "UEXT" for i in await members(bot))
+    assert await member_count(bot) == before
+
+
+async def test_when_users_info_fails_the_requests_own_workspace_decides(
+    bot: SlackBot, fake: FakeSlack
+):
+    """With users.info failing for someone never seen, the workspace the request itself names
+    for them decides: a Slack Connect user is still turned away, and nothing is stored."""
+    fake.add_user("UEXT", "outsider", team_id="T999")
+    fake.fail_next("users.info", "internal_error", status=503)
+    answered = await bot.run("UEXT", "/checkin")
+    assert [c.args["user"] for c in fake.sent("users.info")] == ["UEXT"]
+    assert "only for members" in answers_text(answered)
+    assert all(i.user_id != "UEXT" for i in await members(bot))
+
+
+async def test_with_no_word_of_their_workspace_a_person_is_taken_in_and_it_is_logged(
+    bot: SlackBot, fake: FakeSlack
+):
+    """When neither users.info nor the request says which workspace someone is from, they are
+    answered as a member (a Slack outage must not lock the network out), and that is logged."""
+    fake.fail_next("users.info", "internal_error", status=503)
+    with structlog.testing.capture_logs() as logs:
+        await bot.handled(fake.open_home(MEMBER))  # app_home_opened names no workspace
+    assert "slack.team_unknown" in {e["event"] for e in logs}
+    assert "Welcome to HeadsUp" in home_texts(fake.homes[MEMBER])
+
+
 async def test_a_bad_signature_is_refused_and_changes_nothing(bot: SlackBot, fake: FakeSlack):
     """A request signed with another secret gets 401, and the bot does nothing with it."""
     calls = len(fake.calls)
@@ -463,6 +518,29 @@ async def test_connect_offers_the_case_to_the_coach_by_dm(bot: SlackBot, fake: F
     assert (await bot.identity(COACH)).dm_channel_id == fake.dm_channel(COACH)
 
 
+async def test_a_lapsed_offer_with_no_coach_left_goes_to_the_coordinator_channel(
+    bot: SlackBot, fake: FakeSlack
+):
+    """When the only coach on duty lets the offer lapse, the case is posted in the configured
+    coordinator channel (not the announcements) with *Take it*; a coordinator pressing it
+    takes the case."""
+    await open_case(bot, fake)
+    assert bot.app is not None
+    await bot.app.advance(timedelta(minutes=bot.settings.support.ack_minutes, seconds=1))
+    (alert,) = fake.in_channel(COORDINATORS)
+    assert "H-1001" in alert["text"] and "Take it" in buttons(alert)
+    assert fake.in_channel(ANNOUNCE) == []
+
+    await bot.press(COORDINATOR, alert, "Take it")
+    await bot.settle()
+    assert "has been taken" in alert["text"] and buttons(alert) == []
+    assert any("a coach has accepted" in m["text"] for m in fake.dms_to(MEMBER))
+    async with bot.app.database.session() as session:
+        case = (await session.exec(select(SupportCase))).one()
+    assert case.status == CaseStatus.ACTIVE
+    assert case.coach_member_id == await member_id_of(bot, COORDINATOR)
+
+
 async def test_accepted_case_relays_dms_both_ways(bot: SlackBot, fake: FakeSlack):
     """After Accept (in the DM, which updates the offer), each side's DMs reach the other."""
     offer = await accepted_case(bot, fake)
@@ -601,6 +679,66 @@ async def test_event_create_opens_a_modal_and_announces_with_live_counts(
     (announcement,) = fake.in_channel(ANNOUNCE)
     assert "Heads together" in announcement["text"]
     assert buttons(announcement)[:3] == ["Going (0)", "Maybe (0)", "Can't go (0)"]
+
+    going = await bot.press(MEMBER, announcement, "Going")
+    assert "You're going to" in answers_text(going)
+    await bot.settle()
+    assert fake.sent("chat.update")[-1].args["ts"] == announcement["ts"]
+    assert buttons(announcement)[:3] == ["Going (1)", "Maybe (0)", "Can't go (0)"]
+
+
+async def test_a_bad_form_value_keeps_the_modal_open_with_the_problem_under_it(
+    bot: SlackBot, fake: FakeSlack
+):
+    """A start that can't be read is answered in the acknowledgement with response_action
+    errors under the start field: the modal stays open with what was typed, no message is
+    sent and nothing is announced."""
+    opened = await bot.run(COORDINATOR, "/event", "create")
+    posted = len(fake.messages)
+    submitted = await bot.submit(COORDINATOR, opened, {**EVENT_VALUES, "start": "tomorrow-ish"})
+    assert submitted.ack is not None and submitted.ack["response_action"] == "errors"
+    assert list(submitted.errors) == ["start"]
+    assert "couldn't read the start 'tomorrow-ish'" in submitted.errors["start"]
+    assert fake.modals[COORDINATOR] is opened.modal
+    await bot.settle()
+    assert len(fake.messages) == posted
+
+
+async def test_a_corrected_form_then_goes_through(bot: SlackBot, fake: FakeSlack):
+    """Submitting the modal kept open, its value corrected, creates and announces the event and
+    closes the modal."""
+    opened = await bot.run(COORDINATOR, "/event", "create")
+    await bot.submit(COORDINATOR, opened, {**EVENT_VALUES, "start": "tomorrow-ish"})
+    submitted = await bot.submit(COORDINATOR, opened, EVENT_VALUES)
+    assert submitted.ack == {} and submitted.errors == {}
+    assert COORDINATOR not in fake.modals
+    assert re.search(r"E\d+", fake.ephemerals_to(COORDINATOR)[-1]["text"])
+    await bot.settle()
+    (announcement,) = fake.in_channel(ANNOUNCE)
+    assert "Heads together" in announcement["text"]
+
+
+async def test_a_form_problem_found_too_late_comes_as_a_message(
+    bot: SlackBot, fake: FakeSlack, monkeypatch: pytest.MonkeyPatch
+):
+    """When the core's checks outlast the acknowledgement window, the modal closes and the
+    problem is told privately instead."""
+    monkeypatch.setattr(slack_platform, "FORM_CHECK_WITHIN", 0.0)
+    opened = await bot.run(COORDINATOR, "/event", "create")
+    submitted = await bot.submit(COORDINATOR, opened, {**EVENT_VALUES, "start": "tomorrow-ish"})
+    assert submitted.ack == {} and COORDINATOR not in fake.modals
+    assert "couldn't read the start" in fake.ephemerals_to(COORDINATOR)[-1]["text"]
+
+
+async def test_buttons_keep_working_after_a_restart(bot: SlackBot, fake: FakeSlack):
+    """*Going* on an announcement posted before the bot restarted is recorded, and the count is
+    updated in place through chat.update: nothing about a button lives in memory."""
+    opened = await bot.run(COORDINATOR, "/event", "create")
+    await bot.submit(COORDINATOR, opened, EVENT_VALUES)
+    await bot.settle()
+    (announcement,) = fake.in_channel(ANNOUNCE)
+    await bot.stop()
+    await bot.start()
 
     going = await bot.press(MEMBER, announcement, "Going")
     assert "You're going to" in answers_text(going)
@@ -825,6 +963,28 @@ def test_long_text_is_split_into_sections_without_breaking_an_entity():
     assert "".join(sections) == escape(text)
 
 
+def whole_markup(text: str) -> bool:
+    """No piece of Slack markup in `text` is cut: every < has its >, and nothing is left over."""
+    return not re.search(r"[<>]", re.sub(r"<[^<>]*>", "", text))
+
+
+def test_long_text_is_never_cut_inside_slack_markup():
+    """Wherever a section's or the notification's limit falls in a long list of events, each
+    date markup (<!date^…|…>) stays whole, in one piece or the next, and nothing is lost."""
+    start = datetime(2026, 1, 13, 19, 0, tzinfo=UTC)
+    line = " · ".join(
+        f"E{n} Heads together, {moment(start + timedelta(days=7 * n), 'Tue 19:00 UK')}"
+        for n in range(1, 60)
+    )
+    for pad in range(120):  # every place a date can fall on the limit
+        text = "x" * pad + line
+        sections = [b["text"]["text"] for b in slack_platform.blocks_for(Message(text))]
+        assert len(sections) > 1 and all(whole_markup(s) for s in sections), pad
+        assert "".join(sections) == slack_platform.slack_text(text)
+        fallback = slack_platform.message_body(Message(text))["text"]
+        assert len(fallback) <= slack_platform.MAX_FALLBACK and whole_markup(fallback), pad
+
+
 # --- the App Home tab -----------------------------------------------------------------------
 
 
@@ -920,12 +1080,16 @@ async def test_a_retried_socket_event_is_relayed_once(socket_bot: SlackBot, fake
 async def test_a_malformed_socket_envelope_is_acknowledged_and_dropped(
     socket_bot: SlackBot, fake: FakeSlack
 ):
-    """An interactive envelope without actions is acknowledged (no resend) and does nothing."""
+    """An interactive envelope without actions is acknowledged (no resend) and does nothing:
+    no Web API call comes of it."""
+    calls = len(fake.calls)
     interaction = Interaction("press", MEMBER)
     await fake._envelope(
         interaction, "interactive", {"type": "block_actions", "user": {"id": MEMBER}}
     )
     assert interaction.ack == {}
+    await asyncio.sleep(0.2)  # long enough for anything it started to reach the fake
+    assert [c.method for c in fake.calls[calls:] if c.method != "auth.test"] == []
     asked = await socket_bot.run(MEMBER, "/headsup", "help")
     assert "Here's what you can do" in asked.ack["text"]
 
@@ -943,6 +1107,35 @@ async def test_export_arrives_as_a_json_file_in_the_members_dm(bot: SlackBot, fa
     exported = json.loads(shared["content"])
     assert any(i["user_id"] == MEMBER for i in exported["identities"])
     assert "direct messages" in answers_text(answered)
+
+
+WORDS = "thistledown governors worry"
+TO_COACH = "marigold message to the coach"
+TO_MEMBER = "juniper message to the member"
+
+
+async def test_logs_hold_no_tokens_words_or_slack_user_ids(
+    captured: io.StringIO,  # noqa: F811 (the fixture, from tests/bot/test_logs.py)
+    bot: SlackBot,
+    fake: FakeSlack,
+):
+    """Through a whole support flow on Slack — /support with its words, Connect, Accept and
+    relays both ways — the logs (JSON, at DEBUG) carry none of the tokens or the signing
+    secret, none of what was written, and no Slack user id: people appear as pseudonyms."""
+    await bot.run(COACH, "/coach", "on")
+    asked = await bot.run(MEMBER, "/support", WORDS)
+    await bot.press(MEMBER, with_button(asked.answers, "Connect me"), "Connect me")
+    await bot.settle()
+    await bot.press(COACH, with_button(fake.dms_to(COACH), "Accept"), "Accept")
+    await bot.dm(MEMBER, TO_COACH)
+    await bot.dm(COACH, TO_MEMBER)
+    await bot.settle()
+    assert fake.dms_to(MEMBER)[-1]["text"] == f"Coach: {TO_MEMBER}"  # the flow really ran
+    lines = captured.getvalue()
+    assert "support.relayed" in lines and '"user_id": "u-' in lines
+    secrets = (fake.bot_token, fake.app_token, fake.signing_secret, WORDS, TO_COACH, TO_MEMBER)
+    for secret in (*secrets, MEMBER, COACH):
+        assert secret not in lines, f"{secret!r} reached the logs"
 
 
 async def test_forget_me_deletes_the_member_after_the_confirm(bot: SlackBot, fake: FakeSlack):

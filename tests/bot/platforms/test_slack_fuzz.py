@@ -347,11 +347,16 @@ def test_a_body_over_the_size_limit_is_refused(rig: Rig):
     assert status == 413
 
 
+# Fields Slack puts at the top of an interactive request, which bolt reads before any listener.
+TOP_LEVEL = ["team", "channel", "enterprise", "container", "message", "event", "authorizations"]
+
+
 @st.composite
 def slack_kinds_of_anything(draw: st.DrawFn) -> dict[str, Any]:
     """One of Slack's kinds of interactive request, with a user, and anything else at all."""
     kind = draw(st.sampled_from(["block_actions", "view_submission", "view_closed"]))
     body: dict[str, Any] = {"type": kind, "user": {"id": "UALICE"}}
+    body.update(draw(st.dictionaries(st.sampled_from(TOP_LEVEL), json_any, max_size=2)))
     if kind == "block_actions":
         body["actions"] = [
             draw(
@@ -365,9 +370,9 @@ def slack_kinds_of_anything(draw: st.DrawFn) -> dict[str, Any]:
     else:
         body["view"] = draw(
             st.dictionaries(
-                st.sampled_from(["callback_id", "private_metadata", "state", "id"]),
-                json_any,
-                max_size=4,
+                st.sampled_from(["callback_id", "private_metadata", "state", "id", "type"]),
+                st.one_of(st.sampled_from(["modal", "workflow_step"]), json_any),
+                max_size=5,
             )
         )
     return body
@@ -378,6 +383,16 @@ def slack_kinds_of_anything(draw: st.DrawFn) -> dict[str, Any]:
 @example(body={"type": "block_actions", "user": {"id": "UALICE"}, "actions": [{}]})
 @example(body={"type": "block_actions", "user": {"id": "UALICE"}, "actions": [{"action_id": 5}]})
 @example(body={"type": "view_submission", "user": {"id": "UALICE"}, "view": {"callback_id": ""}})
+# bolt itself fails on a view without its type, or any request with an "event" that is no object.
+@example(body={"type": "view_submission", "user": {"id": "UALICE"}, "view": {"callback_id": "0"}})
+@example(
+    body={
+        "type": "block_actions",
+        "user": {"id": "UALICE"},
+        "actions": [{"action_id": "x"}],
+        "event": None,
+    }
+)
 def test_slacks_own_kinds_with_any_content_are_never_a_server_error(rig: Rig, body: dict):
     """A block action or a view of any content gets an answer below 500."""
     status, _ = rig.run(post(rig, urlencode({"payload": json.dumps(body)}), FORM))
@@ -396,7 +411,8 @@ async def done(rig: Rig, start: Awaitable[Interaction]) -> tuple[Interaction, se
 
 def assert_private_and_kind(rig: Rig, user: str, interaction: Interaction, since: int) -> None:
     """Answered (in the acknowledgement, through the response_url, by replacing the message the
-    button is on, or in the DM), kindly, and only to `user`."""
+    button is on, in the DM, or under a field of the submitted modal), kindly, and only to
+    `user`."""
     assert interaction.status in (None, 200), interaction.status
     new = rig.fake.messages[since:]
     for message in new:
@@ -404,6 +420,7 @@ def assert_private_and_kind(rig: Rig, user: str, interaction: Interaction, since
         assert private, f"a message in {message['channel']} for {message['ephemeral_to']}"
     shown = [m["text"] for m in new]
     shown += [m["text"] for m in interaction.answers if not any(m is n for n in new)]
+    shown += list(interaction.errors.values())
     assert shown, "no answer"
     tally("answer: " + shown[-1][:40])
     for answer in shown:
