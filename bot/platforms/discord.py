@@ -9,16 +9,22 @@ Platform quirks that shaped this file:
 
 - An interaction must be answered within 3 seconds. The core usually answers well within that and
   its first message becomes the direct answer; slower work is deferred after ``ACK_WITHIN``.
-  A command with a preface (``/support``'s signposting) answers with the preface at once, before
-  the core runs, and is never deferred.
+  A command with a preface (``/support``'s signposting), and a button that runs such a command
+  as if typed (*Talk to a coach*), answer with the preface at once, before the core runs, and
+  are never deferred.
 - A button's ``custom_id`` is the neutral action id itself, handled by one catch-all
-  ``DynamicItem``, and a modal's ``custom_id`` is the form's action, handled in ``on_interaction``:
-  nothing is kept in memory per message, so buttons and forms keep working after a restart.
+  ``DynamicItem``, and a modal's ``custom_id`` is the form's action (plus the fields it cannot
+  show), handled in ``on_interaction``: nothing is kept in memory per message, so buttons and
+  forms keep working after a restart, and on any instance.
+- Discord may deliver an interaction or a message twice (after a resume, or to each of several
+  instances holding a gateway connection): each is handled once, by whichever instance records
+  its id first in the database (``bot.platforms.seen``).
 - Every send and every edit passes ``allowed_mentions=none``: an edit carrying only a new view
   would otherwise let Discord re-read the text with default mentions.
 - A modal holds at most five inputs. A longer form shows its first five; the rest keep their
-  prefilled values. Commands whose form is longer (``/event create``, ``/event edit``) also take
-  the form's fields as options and submit the form the core returns, filled in.
+  prefilled values, carried in the modal's ``custom_id``. Commands whose form is longer
+  (``/event create``, ``/event edit``) also take the form's fields as options and submit the
+  form the core returns, filled in.
 """
 
 from __future__ import annotations
@@ -28,7 +34,6 @@ import contextlib
 import inspect
 import io
 import re
-import secrets
 import time
 import zoneinfo
 from collections import OrderedDict
@@ -36,6 +41,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 import discord
@@ -48,10 +54,13 @@ from discord.http import Route
 from bot.config import ConfigError, DiscordConfig
 from bot.core import Actor, CommandSpec, Param, Role
 from bot.platforms import DeliveryError, Pace, Platform, SentRef, Target
+from bot.platforms.seen import SeenEvents
 from bot.text import Moment, render_moments
 from bot.ui import CalendarEntry, Channel, Form, Message, Reply, Style
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from bot.core import Core
 
 log = structlog.get_logger("headsup.discord")
@@ -65,7 +74,8 @@ READY_TIMEOUT = 60.0  # seconds to wait for the gateway to say the server is the
 STOP_GRACE = 5.0  # seconds to let in-flight interactions finish on stop
 ROLE_CACHE_SECONDS = 300.0  # how long a member's roles, as Discord told us, are trusted
 MAX_RATELIMIT_WAIT = 30.0  # discord.py sleeps through shorter 429s; longer ones come back to us
-SEEN_IDS = 2048  # interaction and message ids remembered, to ignore a repeat after a resume
+SEEN_IDS = 2048  # interaction and message ids remembered here, a repeat's fast path
+SEEN_WITHIN = 1.0  # seconds the database may take to say whether an event is a repeat
 
 MAX_CONTENT = 2000
 MAX_MODAL_INPUTS = 5
@@ -80,13 +90,17 @@ MAX_EVENT_LOCATION = 100  # an external scheduled event's location
 MAX_EVENT_DESCRIPTION = 1000
 LINK_IN_DESCRIPTION = "Video call (the link is in the description)"
 MAX_CUSTOM_ID = 100
+MAX_CHOICES = 25  # autocomplete suggestions
+MAX_CHOICE_NAME = 100
 BUTTONS_PER_ROW = 5
-# A modal's custom_id is the form's action, plus "|token" when fields past the fifth are held.
-OVERFLOW_ID = re.compile(r"(?s)(.*)\|([0-9a-f]{8})")
+# A modal's custom_id is the form's action, then "|" and the fields past the fifth, if any.
+KEPT_FIELDS = "|"
 
 # Discord cannot run a command that has subcommands without naming one, so a group's bare command
 # (`/checkin`) becomes this subcommand (`/checkin now`).
 BARE_SUBCOMMAND = "now"
+
+MAX_WEEKS = 52  # a pause or a report: 1 to 52 weeks, as commands.checkin allows
 
 WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -109,6 +123,10 @@ DMS_CLOSED = (
 )
 FORM_TOO_LATE = "Sorry — that took me too long to open the form. Please try once more."
 FORM_EXPIRED = "Sorry — that form has expired. Please open it again."
+FORM_TOO_LONG = (
+    "Sorry — that form holds more than Discord can carry. Please give the details as the "
+    "command's options instead."
+)
 SORRY = "Sorry — something went wrong on our side. Please try again in a moment."
 LEAVE_GAP = "Please fill in {missing} too, or leave out {given}."
 
@@ -246,6 +264,33 @@ def build_modal(form: Form, custom_id: str) -> discord.ui.Modal:
     return modal
 
 
+def modal_custom_id(form: Form) -> str:
+    """The modal's custom_id: the form's action, then the prefilled fields past the fifth (which
+    a modal cannot show) URL-encoded after a "|". A submission needs nothing else, so a form
+    opened before a restart, or on another instance, still works. ValueError when it won't fit
+    Discord's 100 characters."""
+    kept = {f.name: f.value for f in form.fields[MAX_MODAL_INPUTS:] if f.value}
+    custom_id = form.action
+    if kept or KEPT_FIELDS in form.action:
+        custom_id += KEPT_FIELDS + urlencode(kept)
+    if len(custom_id) > MAX_CUSTOM_ID:
+        raise ValueError("the form's action and kept fields are too long for a custom_id")
+    return custom_id
+
+
+def read_modal_custom_id(custom_id: str) -> tuple[str, dict[str, str]] | None:
+    """The form's action and the fields its custom_id kept; None for kept fields in a shape
+    this version cannot read (a form opened by an older one)."""
+    action, separator, kept = custom_id.rpartition(KEPT_FIELDS)
+    if not separator:
+        return custom_id, {}
+    try:
+        pairs = parse_qsl(kept, keep_blank_values=True, strict_parsing=bool(kept))
+    except ValueError:
+        return None
+    return action, dict(pairs)
+
+
 def submitted_values(data: dict[str, Any]) -> dict[str, str]:
     """Field name → text from a modal submission (inputs in action rows or in labels)."""
     values: dict[str, str] = {}
@@ -279,7 +324,7 @@ class Option:
     description: str
     required: bool
     annotation: Any
-    autocomplete: Callable[..., Awaitable[list[app_commands.Choice[str]]]] | None = None
+    autocomplete: Literal["timezone", "event"] | None = None  # what it suggests as one types
     rest: bool = False
     form_field: bool = False
 
@@ -306,7 +351,7 @@ async def timezone_choices(
     needle = current.strip().lower().replace(" ", "_")
     names = [z for z in _zone_names() if needle in z.lower()] if needle else list(_zone_names())
     names.sort(key=lambda z: (not z.lower().startswith(needle), "/" not in z, z))
-    return [app_commands.Choice(name=z, value=z) for z in names[:25]]
+    return [app_commands.Choice(name=z, value=z) for z in names[:MAX_CHOICES]]
 
 
 def option_for(param: Param) -> Option:
@@ -321,8 +366,13 @@ def option_for(param: Param) -> Option:
         annotation = Literal[WEEKDAY_NAMES]  # type: ignore[valid-type]
     elif param.name == "timezone":
         annotation = str
-        autocomplete = timezone_choices
-    elif param.kind is int and (param.arg.parse is None or param.name == "weeks"):
+        autocomplete = "timezone"
+    elif param.name == "event_id":
+        annotation = str
+        autocomplete = "event"
+    elif param.name == "weeks":
+        annotation = app_commands.Range[int, 1, MAX_WEEKS]
+    elif param.kind is int and param.arg.parse is None:
         annotation = int
     elif param.arg.rest:
         limit = min(param.arg.max_length, MAX_OPTION_LENGTH)
@@ -400,6 +450,12 @@ def command_text(invocation: Invocation, values: dict[str, Any]) -> str:
     return " ".join(words)
 
 
+def _drop_repeated(reply: Reply, preface: str | None) -> None:
+    """The core's answer starts with the preface too (for other platforms): it was sent."""
+    if preface is not None and reply.messages and reply.messages[0].text == preface:
+        reply.messages.pop(0)
+
+
 def _option_name(name: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "_", name.lower())[:32] or "value"
 
@@ -417,7 +473,7 @@ class DiscordPlatform(Platform):
     name = "discord"
     # Discord's global limit is 50 requests a second per bot; 48 with a burst of two never
     # goes over it in any one second. discord.py minds the per-route limits itself.
-    pace = Pace(per_second=48)
+    pace = Pace(per_second=48, concurrency=8)
 
     def __init__(self, config: DiscordConfig) -> None:
         self.config = config
@@ -428,12 +484,13 @@ class DiscordPlatform(Platform):
         self._ready = asyncio.Event()
         self._inflight: set[asyncio.Task[Any]] = set()
         self._seen: OrderedDict[int, None] = OrderedDict()
+        self._seen_events: SeenEvents | None = None
         # user id → (roles, a member of the server?, when Discord told us)
         self._roles: dict[int, tuple[frozenset[Role], bool, float]] = {}
-        self._dm_told: dict[str, Any] = {}
-        self._overflow: dict[str, dict[str, str]] = {}
+        self._dm_told: dict[str, datetime] = {}  # user id → the DM failure they were told of
         self._tree: dict[str, Any] = {}
         self.handled = 0  # interactions and DMs handled to the end (for tests and health)
+        self.repeats = 0  # interactions and DMs ignored as repeats (for tests)
 
     # --- Platform -------------------------------------------------------------------------
 
@@ -441,6 +498,7 @@ class DiscordPlatform(Platform):
         """Log in, sync the commands to the server, connect the gateway, wait for the server."""
         self._core = core
         self._ready = asyncio.Event()
+        self._seen_events = SeenEvents(core.services, self.name)
         point_discord_py_at(self.config)
         client = _Client(self)
         self._client = client
@@ -655,8 +713,11 @@ class DiscordPlatform(Platform):
         callback.__discord_app_commands_param_description__ = {  # type: ignore[attr-defined]
             o.name: o.description for o in invocation.options
         }
+        suggest = {"timezone": timezone_choices, "event": self.event_choices}
         callback.__discord_app_commands_param_autocomplete__ = {  # type: ignore[attr-defined]
-            o.name: o.autocomplete for o in invocation.options if o.autocomplete is not None
+            o.name: suggest[o.autocomplete]
+            for o in invocation.options
+            if o.autocomplete is not None
         }
         description = invocation.spec.help or invocation.spec.name
         return app_commands.Command(
@@ -665,33 +726,44 @@ class DiscordPlatform(Platform):
 
     # --- incoming --------------------------------------------------------------------------
 
+    async def event_choices(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        """Upcoming events matching what has been typed, for a coordinator's `/event edit` or
+        `/event cancel` (nobody else is offered any): "E12 — Title (Tue 13 Jan 19:00)"."""
+        from commands.events import events_to_choose
+
+        try:
+            actor = await self.actor_of(interaction.user)
+            found = await events_to_choose(
+                self.core.services, actor, current, limit=MAX_CHOICES, max_label=MAX_CHOICE_NAME
+            )
+        except Exception as exc:  # no suggestions is better than an error while typing
+            log.warning("discord.suggestions_failed", error=type(exc).__name__)
+            return []
+        return [app_commands.Choice(name=label, value=code) for label, code in found]
+
     async def on_command(
         self, interaction: discord.Interaction, invocation: Invocation, values: dict[str, Any]
     ) -> None:
         """A slash command: the preface first (if any), then the core's answer."""
-        if self._repeat(interaction.id):
+        if await self._repeat(interaction.id):
             return
         async with self._handling():
             name = "/" + " ".join((invocation.group, *invocation.words))
             log.info("discord.command", command=name, interaction_id=interaction.id)
             try:
+                preface = await self._preface(interaction, invocation.spec, in_dm=False)
                 actor = await self.actor_of(interaction.user)
                 try:
                     text = command_text(invocation, values)
                 except ValueError as exc:
                     await self._render(interaction, Reply.of(str(exc)), in_dm=False)
                     return
-                spec = invocation.spec
-                preface = spec.preface(self.core.services.settings) if spec.preface else None
-                if preface is not None:
-                    await interaction.response.send_message(
-                        _clip(preface, MAX_CONTENT), ephemeral=True, allowed_mentions=NO_MENTIONS
-                    )
                 reply = await self._in_time(
                     interaction, self.core.command(actor, invocation.group, text), thinking=True
                 )
-                if preface is not None and reply.messages and reply.messages[0].text == preface:
-                    reply.messages.pop(0)
+                _drop_repeated(reply, preface)
                 form_values = {
                     o.name: str(values[o.name])
                     for o in invocation.options
@@ -704,16 +776,18 @@ class DiscordPlatform(Platform):
                         self.core.submit(actor, reply.form.action, filled),
                         thinking=True,
                     )
-                note = await self._dms_closed_note(actor)
-                if note is not None and reply.form is None:
-                    reply.messages.append(note)
+                dms_failed_at = await self._dms_closed_since_told(actor)
+                if dms_failed_at is not None:
+                    reply.messages.append(Message(DMS_CLOSED))
                 await self._render(interaction, reply, in_dm=False)
+                if dms_failed_at is not None:
+                    self._dm_told[actor.user_id] = dms_failed_at  # told: it was delivered
             except Exception as exc:
                 await self._failed(interaction, "command", exc)
 
     async def on_press(self, interaction: discord.Interaction, action: str) -> None:
         """A button: the core's answer may replace the message the button is on."""
-        if self._repeat(interaction.id):
+        if await self._repeat(interaction.id):
             return
         async with self._handling():
             in_dm = interaction.guild_id is None
@@ -724,24 +798,29 @@ class DiscordPlatform(Platform):
                 in_dm=in_dm,
             )
             try:
+                # A button that runs a command as if typed (*Talk to a coach*) shows that
+                # command's preface at once, as the command does.
+                spec = self._command_run_by(action)
+                preface = await self._preface(interaction, spec, in_dm=in_dm)
                 actor = await self.actor_of(interaction.user)
                 reply = await self._in_time(
                     interaction, self.core.press(actor, action, in_dm=in_dm), thinking=False
                 )
-                await self._render(interaction, reply, in_dm=in_dm, on_message=True)
+                _drop_repeated(reply, preface)
+                # The preface is the answer now: an update must not replace it, so it follows.
+                await self._render(interaction, reply, in_dm=in_dm, on_message=preface is None)
             except Exception as exc:
                 await self._failed(interaction, "press", exc)
 
     async def on_modal(self, interaction: discord.Interaction) -> None:
         """A submitted modal: its custom_id is the form's action."""
-        if self._repeat(interaction.id):
+        if await self._repeat(interaction.id):
             return
         async with self._handling():
             data: dict[str, Any] = dict(interaction.data or {})  # type: ignore[arg-type]
-            custom_id = str(data.get("custom_id", ""))
             in_dm = interaction.guild_id is None
-            kept_fields = OVERFLOW_ID.fullmatch(custom_id)
-            action, token = kept_fields.groups() if kept_fields else (custom_id, "")
+            read = read_modal_custom_id(str(data.get("custom_id", "")))
+            action, kept = read if read is not None else ("", {})
             log.info(
                 "discord.submit",
                 action=action.partition(":")[0],
@@ -749,13 +828,10 @@ class DiscordPlatform(Platform):
                 in_dm=in_dm,
             )
             try:
-                values = submitted_values(data)
-                if token:
-                    kept = self._overflow.pop(token, None)
-                    if kept is None:
-                        await self._render(interaction, Reply.of(FORM_EXPIRED), in_dm=in_dm)
-                        return
-                    values = kept | values
+                if read is None:
+                    await self._render(interaction, Reply.of(FORM_EXPIRED), in_dm=in_dm)
+                    return
+                values = kept | submitted_values(data)
                 actor = await self.actor_of(interaction.user)
                 # A form opened from a button may be deferred as an update of that message;
                 # one opened from a command has no message to update, so it "thinks" instead.
@@ -783,7 +859,7 @@ class DiscordPlatform(Platform):
             or not message.content.strip()
         ):
             return
-        if self._repeat(message.id):
+        if await self._repeat(message.id):
             return
         async with self._handling():
             log.info("discord.direct_message", message_id=message.id, user_id=message.author.id)
@@ -854,8 +930,8 @@ class DiscordPlatform(Platform):
         self._roles[user_id] = (roles, member, time.monotonic())
         return roles, member
 
-    async def _dms_closed_note(self, actor: Actor) -> Message | None:
-        """A short note when a DM to this member failed for good since we last told them."""
+    async def _dms_closed_since_told(self, actor: Actor) -> datetime | None:
+        """When a DM to this member last failed for good, if they haven't been told since."""
         from sqlmodel import select
 
         from storage.models import Identity
@@ -874,10 +950,27 @@ class DiscordPlatform(Platform):
             return None
         if failed_at is None or self._dm_told.get(actor.user_id) == failed_at:
             return None
-        self._dm_told[actor.user_id] = failed_at
-        return Message(DMS_CLOSED)
+        return failed_at
 
     # --- answering an interaction ----------------------------------------------------------
+
+    async def _preface(
+        self, interaction: discord.Interaction, spec: CommandSpec | None, *, in_dm: bool
+    ) -> str | None:
+        """Answer with the command's preface (``/support``'s signposting) at once, before the
+        core runs, so it is the interaction's direct answer and never deferred."""
+        if spec is None or spec.preface is None:
+            return None
+        preface = spec.preface(self.core.services.settings)
+        await interaction.response.send_message(
+            _clip(preface, MAX_CONTENT), ephemeral=not in_dm, allowed_mentions=NO_MENTIONS
+        )
+        return preface
+
+    def _command_run_by(self, action: str) -> CommandSpec | None:
+        from commands.help import command_run_by
+
+        return command_run_by(self.core.registry, action)
 
     async def _in_time(
         self,
@@ -908,15 +1001,20 @@ class DiscordPlatform(Platform):
     ) -> None:
         response = interaction.response
         messages = list(reply.messages)
+        opened = False
         if reply.form is not None:
-            if response.is_done():
-                messages.append(Message(FORM_TOO_LATE))
+            try:
+                custom_id = modal_custom_id(reply.form)
+            except ValueError:
+                messages.append(Message(FORM_TOO_LONG))
             else:
-                await response.send_modal(self._modal(reply.form))
-                if messages:
-                    log.warning("discord.messages_with_form", count=len(messages))
-                return
-        if reply.update is not None:
+                if response.is_done():
+                    messages.append(Message(FORM_TOO_LATE))
+                else:
+                    # The modal is the answer; anything said with it follows as a follow-up.
+                    await response.send_modal(build_modal(reply.form, custom_id))
+                    opened = True
+        if reply.update is not None and not opened:
             if on_message:
                 kwargs = message_kwargs(reply.update, edit=True)
                 if response.is_done():
@@ -935,20 +1033,6 @@ class DiscordPlatform(Platform):
         if not response.is_done():
             await response.defer()  # a press with nothing to say: acknowledge it quietly
 
-    def _modal(self, form: Form) -> discord.ui.Modal:
-        custom_id = form.action
-        extra = {f.name: f.value for f in form.fields[MAX_MODAL_INPUTS:]}
-        if extra:
-            # Fields past the fifth keep their prefilled values, held here until submitted.
-            token = secrets.token_hex(4)
-            self._overflow[token] = extra
-            while len(self._overflow) > SEEN_IDS:
-                self._overflow.pop(next(iter(self._overflow)))
-            custom_id = f"{form.action}|{token}"
-        if len(custom_id) > MAX_CUSTOM_ID:
-            raise ValueError("form action too long for a Discord custom_id")
-        return build_modal(form, custom_id)
-
     async def _failed(self, interaction: discord.Interaction, what: str, exc: Exception) -> None:
         log.error(f"discord.{what}_failed", interaction_id=interaction.id, error=type(exc).__name__)
         with contextlib.suppress(discord.HTTPException, aiohttp.ClientError, OSError):
@@ -963,14 +1047,22 @@ class DiscordPlatform(Platform):
 
     # --- bookkeeping -----------------------------------------------------------------------
 
-    def _repeat(self, event_id: int) -> bool:
-        """True for an interaction or message seen before (Discord may resend on resume)."""
+    async def _repeat(self, event_id: int) -> bool:
+        """True for an interaction or message handled before: Discord may resend one after a
+        resume, and with several instances on one database each gateway connection gets it.
+        Recent ids are remembered here (no database round trip for a resume's repeat); the
+        database decides between instances."""
         if event_id in self._seen:
-            log.info("discord.repeat_ignored", id=event_id)
+            log.info("discord.repeat_ignored", event_id=event_id)
+            self.repeats += 1
             return True
         self._seen[event_id] = None
         while len(self._seen) > SEEN_IDS:
             self._seen.popitem(last=False)
+        seen = self._seen_events
+        if seen is not None and not await seen.first(event_id, within=SEEN_WITHIN):
+            self.repeats += 1
+            return True
         return False
 
     @contextlib.asynccontextmanager

@@ -7,7 +7,12 @@ be told to fail the next matching request (a 429 with Retry-After, a 50007, a 5x
 
 Tests drive it like people would: ``command`` runs a slash command, ``press`` clicks a button
 on a message, ``submit`` sends a modal, ``dm`` writes to the bot; each returns once the event
-is on the gateway, and ``wait_for`` waits until the bot has reacted.
+is on the gateway, and ``wait_for`` waits until the bot has reacted. Every event goes to each
+gateway connection (two instances of one bot both get it), and ``redeliver_last`` repeats the
+last one, as Discord may after a resume.
+
+As on Discord, an interaction not answered within 3 seconds is gone: a late first answer gets
+404 ``10062 Unknown interaction``. Each recorded request notes when it arrived.
 
 By default it answers every request at once. ``enforce_global_limit`` holds the bot to
 Discord's global limit (requests per second per bot token) as Discord does: a request beyond it
@@ -40,6 +45,8 @@ LOADING = 1 << 7
 # Interaction callback types
 PONG, MESSAGE, DEFERRED_MESSAGE, DEFERRED_UPDATE, UPDATE, AUTOCOMPLETE, MODAL = 1, 4, 5, 6, 7, 8, 9
 
+ANSWER_WITHIN = 3.0  # seconds Discord waits for an interaction's first answer
+
 
 @dataclass
 class Recorded:
@@ -50,6 +57,7 @@ class Recorded:
     body: Any
     query: dict[str, str]
     files: list[tuple[str, bytes]] = field(default_factory=list)
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
@@ -77,15 +85,22 @@ class Interaction:
     followups: list[str] = field(default_factory=list)  # message ids
     modal: dict[str, Any] | None = None
     choices: list[dict[str, Any]] | None = None
+    created_at: float = field(default_factory=time.monotonic)  # when it went on the gateway
 
 
 class FakeDiscord:
     """One server (guild) with roles, channels and members, and the bot user in it."""
 
     def __init__(
-        self, *, application_id: str = "1", guild_id: str = "2", bot_id: str = "900"
+        self,
+        *,
+        application_id: str = "1",
+        guild_id: str = "2",
+        bot_id: str = "900",
+        token: str = "x",
     ) -> None:
         self.application_id = application_id
+        self.token = token  # the bot token it accepts
         self.guild_id = guild_id
         self.bot = _user(bot_id, "HeadsUp", bot=True)
         self.users: dict[str, dict[str, Any]] = {}
@@ -293,11 +308,13 @@ class FakeDiscord:
         return message_id
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send a DISPATCH to the most recent identified gateway connection."""
-        assert self._sockets, "no gateway connection"
-        ws, seq = self._sockets[-1]
+        """Send a DISPATCH to every identified gateway connection, as Discord does when one
+        bot holds several (two instances of it, unsharded)."""
+        open_sockets = [(ws, seq) for ws, seq in self._sockets if not ws.closed]
+        assert open_sockets, "no gateway connection"
         self.last_dispatch = (event, data)
-        await ws.send_str(json.dumps({"op": 0, "t": event, "s": next(seq), "d": data}))
+        for ws, seq in open_sockets:
+            await ws.send_str(json.dumps({"op": 0, "t": event, "s": next(seq), "d": data}))
 
     async def redeliver_last(self) -> None:
         """Send the last event again, as Discord may after a resume."""
@@ -447,7 +464,7 @@ class FakeDiscord:
             if failure is not None:
                 return failure
             webhook = path.startswith(("/interactions/", "/webhooks/"))
-            if not webhook and request.headers.get("Authorization") != "Bot x":
+            if not webhook and request.headers.get("Authorization") != f"Bot {self.token}":
                 return _error(401, 0, "401: Unauthorized")
             if not webhook:
                 limited = self._global_limit()
@@ -599,6 +616,9 @@ class FakeDiscord:
     def _callback(self, interaction_id: str, token: str, *, body: Any, files: Any) -> web.Response:
         interaction = self.interactions.get(interaction_id)
         if interaction is None or interaction.token != token:
+            return _error(404, 10062, "Unknown interaction")
+        if time.monotonic() - interaction.created_at > ANSWER_WITHIN:
+            # Unanswered for 3 seconds, the interaction is gone: the person saw it fail.
             return _error(404, 10062, "Unknown interaction")
         if interaction.responses:
             return _error(400, 40060, "Interaction has already been acknowledged.")
