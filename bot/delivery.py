@@ -43,6 +43,7 @@ URGENT_BACKOFF_CAP = timedelta(seconds=30)  # a crisis offer never waits long be
 PLATFORM_REST_CAP = timedelta(seconds=60)
 PLATFORM_WIDE = ("http_5", "network:", "429", "not_connected", "timeout")
 SEND_TIMEOUT = 90.0  # seconds: longer than any wait a platform library makes by itself
+STOP_GRACE = 5.0  # seconds the loops have to finish what they hold when the worker stops
 MAX_CHANNEL_PACERS = 10_000
 PACE_BURST = 2  # requests that may go at once: a first DM costs two
 GIVE_UP_AFTER = 60  # attempts: about nine hours at the cap
@@ -266,6 +267,7 @@ class DeliveryWorker:
         self._resting: dict[str, datetime] = {}  # platform → when to ask it again
         self._streak: dict[str, int] = {}  # platform → failures in a row
         self._pacers = {name: Pacer(p.pace) for name, p in platforms.items()}
+        self._stopping = False
 
     def wake(self) -> None:
         """Something was committed: look now rather than at the next poll."""
@@ -274,25 +276,39 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         """Send forever: a loop per platform, each woken by a commit and polling every
-        `poll_seconds` for retries and other writers."""
+        `poll_seconds` for retries and other writers.
+
+        Cancelled (the app stopping), the loops are asked to stop and given `STOP_GRACE` to
+        finish what they have in hand: cancelling one in the middle of a database call can
+        leave its connection unusable, and the rows it holds claimed for a lease.
+        """
+        self._stopping = False
         loops = [
             asyncio.create_task(self._run_platform(name), name=f"delivery:{name}")
             for name in self.platforms
         ]
         try:
-            await asyncio.gather(*loops)
+            # asyncio.wait, not gather: a cancel of this task must not reach the loops at once.
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
+            for loop in done:
+                loop.result()  # a loop only ends by raising
         finally:
-            for loop in loops:
+            self._stopping = True
+            self.wake()
+            _, unfinished = await asyncio.wait(loops, timeout=STOP_GRACE)
+            for loop in unfinished:
                 loop.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
 
     async def _run_platform(self, name: str) -> None:
         wake = self._wakes[name]
-        while True:
+        while not self._stopping:
             try:
                 await self.drain(name)
             except Exception as exc:  # the database may be down; keep the loop alive
                 log.error("delivery.drain_failed", platform=name, error=type(exc).__name__)
+            if self._stopping:
+                return
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel that
             # lands as the wait ends, and the worker would then outlive App.stop().
             with contextlib.suppress(TimeoutError):
@@ -308,11 +324,12 @@ class DeliveryWorker:
         sent = 0
         handed_back: set[int] = set()  # rows whose outcome could not be recorded this time
         async with self._drain_locks[platform]:
-            while True:
+            while not self._stopping:
                 rows = await self._claim(platform, skip=handed_back)
                 if not rows:
                     return sent
                 sent += await self._send_batch(platform, rows, handed_back)
+        return sent
 
     async def _send_batch(
         self, platform: str, rows: list[OutboxMessage], handed_back: set[int]
@@ -334,8 +351,9 @@ class DeliveryWorker:
             sent = 0
             async with slots:
                 for row in lane:
-                    if self._is_resting(row.platform):
-                        await self._release(row)  # due again once the platform is back
+                    if self._stopping or self._is_resting(row.platform):
+                        # Due again at once: for another instance, or once the platform is back.
+                        await self._release(row)
                     else:
                         await self._keep_claim(batch)
                         try:

@@ -1194,3 +1194,27 @@ async def test_a_send_that_hangs_is_abandoned_and_retried(env, monkeypatch):
     env.advance(minutes=1)
     assert await env.worker.drain() == 1
     assert env.slack.texts == [PRIVATE]
+
+
+async def test_stopping_finishes_the_send_in_hand_and_hands_back_the_rest(env):
+    """Cancelled mid-batch, the worker lets the send in progress finish and be recorded, and
+    hands the batch's other rows back at once (not held for a lease)."""
+    env.worker.poll_seconds = 60
+    alice = await env.member("slack", "U1")
+    rows = [(await env.queue(ToMember(alice), f"m{n}"))[0] for n in range(3)]
+    started, real_send = asyncio.Event(), env.slack.send
+
+    async def slow_send(target, message):
+        started.set()
+        await asyncio.sleep(0.2)
+        return await real_send(target, message)
+
+    env.slack.send = slow_send  # type: ignore[method-assign]
+    task = asyncio.create_task(env.worker.run())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    first, *rest = [await env.row(r.id) for r in rows]
+    assert first.status == OutboxStatus.SENT and env.slack.texts == ["m0"]
+    assert all(r.status == OutboxStatus.PENDING and r.claimed_until is None for r in rest)
