@@ -4,6 +4,7 @@ bot killed in the middle of a weekly fan-out."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -188,3 +189,21 @@ async def test_sigterm_stops_the_bot_cleanly(db, tmp_path):
             process.kill()
             process.wait(timeout=10)
         await fake.close()
+
+
+async def test_a_prompt_due_while_the_database_is_down_comes_once_it_is_back(proxied):
+    """A weekly prompt that falls due during an outage is neither lost nor doubled: the tick
+    and the sender find no database, and once it returns the prompt goes out, once."""
+    bot, proxy = proxied
+    await bot.say("/checkin", ":click yes")  # opted in: the first prompt is next Monday 08:00
+    before = len(bot.transcript)
+    proxy.cut()
+    bot.clock.advance(timedelta(days=7))
+    with contextlib.suppress(Exception):
+        await bot.app.settle()  # nothing can be read or claimed
+    assert "[DM you]" not in bot.transcript[before:]
+    proxy.restore()
+    out = await bot.advance("1m")
+    assert out.count("[DM you]") == 1
+    assert "weekly check-in" in out
+    assert "[DM you]" not in await bot.advance("1h")
