@@ -489,8 +489,18 @@ class Core:
         self.registry = services.registry
         self._on_commit = on_commit
 
-    async def command(self, actor: Actor, group: str, text: str = "", *, in_dm=False) -> Reply:
-        """A slash command: ``/group text``."""
+    async def command(
+        self,
+        actor: Actor,
+        group: str,
+        text: str = "",
+        *,
+        in_dm: bool = False,
+        event_id: str | None = None,
+    ) -> Reply:
+        """A slash command: ``/group text``. ``event_id`` is the platform's id of the request,
+        when the platform may deliver it twice (to two instances, after a resume): the first
+        to commit it handles it, and every repeat gets a ``Reply`` marked ``repeat``."""
 
         async def run(ctx: Context) -> Any:
             words = tokenize(text)
@@ -506,8 +516,10 @@ class Core:
             kwargs = _bind(spec.params, rest, spec.usage)
             return await spec.handler(ctx, **kwargs)
 
-        reply = await self._unit(actor, run, event="command", name=f"/{group}", in_dm=in_dm)
-        return self._prefaced(group, text, reply)
+        reply = await self._unit(
+            actor, run, event="command", name=f"/{group}", in_dm=in_dm, event_id=event_id
+        )
+        return reply if reply.repeat else self._prefaced(group, text, reply)
 
     def _prefaced(self, group: str, text: str, reply: Reply) -> Reply:
         try:
@@ -518,17 +530,32 @@ class Core:
             reply.messages.insert(0, Message(spec.preface(self.services.settings)))
         return reply
 
-    async def press(self, actor: Actor, action_id: str, *, in_dm=False) -> Reply:
+    async def press(
+        self, actor: Actor, action_id: str, *, in_dm: bool = False, event_id: str | None = None
+    ) -> Reply:
         """A button press carrying ``action_id``."""
-        return await self._action(actor, action_id, None, in_dm)
+        return await self._action(actor, action_id, None, in_dm, event_id)
 
     async def submit(
-        self, actor: Actor, action_id: str, values: dict[str, str], *, in_dm=False
+        self,
+        actor: Actor,
+        action_id: str,
+        values: dict[str, str],
+        *,
+        in_dm: bool = False,
+        event_id: str | None = None,
     ) -> Reply:
         """A form submission: ``values`` maps field names to text."""
-        return await self._action(actor, action_id, values, in_dm)
+        return await self._action(actor, action_id, values, in_dm, event_id)
 
-    async def message(self, actor: Actor, text: str, *, reply_to: str | None = None) -> Reply:
+    async def message(
+        self,
+        actor: Actor,
+        text: str,
+        *,
+        reply_to: str | None = None,
+        event_id: str | None = None,
+    ) -> Reply:
         """A plain direct message to the bot; ``reply_to`` is the platform's id of the message
         it replies to (a Slack thread), when it is one."""
 
@@ -549,9 +576,11 @@ class Core:
                     return result
             return None
 
-        return await self._unit(actor, run, event="direct_message", name="dm", in_dm=True)
+        return await self._unit(
+            actor, run, event="direct_message", name="dm", in_dm=True, event_id=event_id
+        )
 
-    async def home(self, actor: Actor) -> Reply:
+    async def home(self, actor: Actor, *, event_id: str | None = None) -> Reply:
         """The person's home page (Slack's App Home tab), as a request like any other: a
         stranger is turned away and nothing is stored about them."""
         build = self.registry.home_page
@@ -559,10 +588,17 @@ class Core:
         async def run(ctx: Context) -> Reply:
             return Reply(messages=await build(ctx) if build is not None else [])
 
-        return await self._unit(actor, run, event="home", name="home", in_dm=False)
+        return await self._unit(
+            actor, run, event="home", name="home", in_dm=False, event_id=event_id
+        )
 
     async def _action(
-        self, actor: Actor, action_id: str, values: dict[str, str] | None, in_dm: bool
+        self,
+        actor: Actor,
+        action_id: str,
+        values: dict[str, str] | None,
+        in_dm: bool,
+        event_id: str | None,
     ) -> Reply:
         name, _, rest = action_id.partition(":")
         spec = self.registry.actions.get(name)
@@ -582,7 +618,9 @@ class Core:
                 kwargs["values"] = {k: v.strip() for k, v in values.items()}
             return await spec.handler(ctx, **kwargs)
 
-        return await self._unit(actor, run, event="action", name=name, in_dm=in_dm)
+        return await self._unit(
+            actor, run, event="action", name=name, in_dm=in_dm, event_id=event_id
+        )
 
     async def _unit(
         self,
@@ -592,8 +630,10 @@ class Core:
         event: str,
         name: str,
         in_dm: bool,
+        event_id: str | None = None,
     ) -> Reply:
         from storage.members import member_for
+        from storage.platform_events import first_sighting
 
         services = self.services
         now = services.clock.now()
@@ -608,6 +648,14 @@ class Core:
         try:
             async with services.database.session() as session:
                 try:
+                    # Recorded in this unit of work, so it commits (or not) with its effects:
+                    # of two deliveries of one event, only one can change anything.
+                    if event_id is not None and not await first_sighting(
+                        session, actor.platform, event_id, now
+                    ):
+                        await session.rollback()
+                        log.info(event, name=name, outcome="repeat", platform=actor.platform)
+                        return Reply(repeat=True)
                     member = await member_for(session, actor, now)
                     ctx = Context(services, session, actor, member, now, in_dm)
                     reply = Reply.of(await work(ctx))

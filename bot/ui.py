@@ -209,6 +209,9 @@ class Reply:
     update: Message | None = None
     bad_input: bool = False
     bad_field: str | None = None
+    # A platform delivered this request twice and it was already handled (here or by another
+    # instance): the adapter answers nothing.
+    repeat: bool = False
 
     @classmethod
     def of(cls, value: Reply | Message | Form | str | None) -> Reply:

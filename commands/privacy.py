@@ -31,6 +31,7 @@ from commands.support import close_case, lock_case, record, route
 from storage.checkin import CheckinSubscription, CheckinWeek
 from storage.events import Event, EventDraft, EventRsvp, EventSeries, EventStatus, event_code
 from storage.models import Identity, Member, OutboxMessage, OutboxStatus
+from storage.platform_events import KEEP_FOR, forget_old_events, oldest_event_seen
 from storage.privacy import (
     BATCH,
     checkpoint,
@@ -578,3 +579,19 @@ async def purge_expired(services: Services, now: datetime) -> int:
         log.info("privacy.purged", **purged)
         await checkpoint(services.database, "PASSIVE")
     return total
+
+
+async def _next_event_ids_due(services: Services) -> datetime | None:
+    async with services.database.session() as session:
+        oldest = await oldest_event_seen(session)
+    return None if oldest is None else oldest + KEEP_FOR
+
+
+@registry.due("privacy.forget_event_ids", next_due=_next_event_ids_due)
+async def forget_old_event_ids(services: Services, now: datetime) -> int:
+    """Platform event ids kept to recognise a repeated delivery go once no platform would
+    repeat them (``storage.platform_events.KEEP_FOR``)."""
+    async with services.database.session() as session:
+        forgotten = await forget_old_events(session, now)
+        await session.commit()
+    return forgotten

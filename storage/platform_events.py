@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Index, UniqueConstraint, delete
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, SQLModel, col
+from sqlmodel import Field, SQLModel, col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.types import UTCDateTime
@@ -57,3 +57,8 @@ async def forget_old_events(session: AsyncSession, now: datetime) -> int:
         delete(PlatformEvent).where(col(PlatformEvent.seen_at) < now - KEEP_FOR)
     )
     return result.rowcount or 0
+
+
+async def oldest_event_seen(session: AsyncSession) -> datetime | None:
+    """When the oldest event id still kept was first seen."""
+    return (await session.exec(select(func.min(PlatformEvent.seen_at)))).first()

@@ -54,7 +54,6 @@ from discord.http import Route
 from bot.config import ConfigError, DiscordConfig
 from bot.core import Actor, CommandSpec, Param, Role
 from bot.platforms import DeliveryError, Pace, Platform, SentRef, Target
-from bot.platforms.seen import SeenEvents
 from bot.text import Moment, render_moments
 from bot.ui import CalendarEntry, Channel, Form, Message, Reply, Style
 
@@ -70,12 +69,13 @@ DISCORD_API_BASE = Route.BASE
 DISCORD_GATEWAY = DiscordWebSocket.DEFAULT_GATEWAY
 
 ACK_WITHIN = 0.1  # seconds: answer directly if the core is this quick, else defer first
+BUSY_INFLIGHT = 1  # interactions in hand (this one included) beyond which it is deferred at once
 READY_TIMEOUT = 60.0  # seconds to wait for the gateway to say the server is there
 STOP_GRACE = 5.0  # seconds to let in-flight interactions finish on stop
 ROLE_CACHE_SECONDS = 300.0  # how long a member's roles, as Discord told us, are trusted
 MAX_RATELIMIT_WAIT = 30.0  # discord.py sleeps through shorter 429s; longer ones come back to us
 SEEN_IDS = 2048  # interaction and message ids remembered here, a repeat's fast path
-SEEN_WITHIN = 1.0  # seconds the database may take to say whether an event is a repeat
+ALREADY_ANSWERED = 40060  # Discord: "Interaction has already been acknowledged"
 
 MAX_CONTENT = 2000
 MAX_MODAL_INPUTS = 5
@@ -484,7 +484,6 @@ class DiscordPlatform(Platform):
         self._ready = asyncio.Event()
         self._inflight: set[asyncio.Task[Any]] = set()
         self._seen: OrderedDict[int, None] = OrderedDict()
-        self._seen_events: SeenEvents | None = None
         # user id → (roles, a member of the server?, when Discord told us)
         self._roles: dict[int, tuple[frozenset[Role], bool, float]] = {}
         self._dm_told: dict[str, datetime] = {}  # user id → the DM failure they were told of
@@ -498,7 +497,6 @@ class DiscordPlatform(Platform):
         """Log in, sync the commands to the server, connect the gateway, wait for the server."""
         self._core = core
         self._ready = asyncio.Event()
-        self._seen_events = SeenEvents(core.services, self.name)
         point_discord_py_at(self.config)
         client = _Client(self)
         self._client = client
@@ -747,9 +745,9 @@ class DiscordPlatform(Platform):
         self, interaction: discord.Interaction, invocation: Invocation, values: dict[str, Any]
     ) -> None:
         """A slash command: the preface first (if any), then the core's answer."""
-        if await self._repeat(interaction.id):
+        if self._repeat(interaction.id):
             return
-        async with self._handling():
+        async with self._handling() as tally:
             name = "/" + " ".join((invocation.group, *invocation.words))
             log.info("discord.command", command=name, interaction_id=interaction.id)
             try:
@@ -761,7 +759,9 @@ class DiscordPlatform(Platform):
                     await self._render(interaction, Reply.of(str(exc)), in_dm=False)
                     return
                 reply = await self._in_time(
-                    interaction, self.core.command(actor, invocation.group, text), thinking=True
+                    interaction,
+                    self.core.command(actor, invocation.group, text, event_id=str(interaction.id)),
+                    thinking=True,
                 )
                 _drop_repeated(reply, preface)
                 form_values = {
@@ -782,14 +782,16 @@ class DiscordPlatform(Platform):
                 await self._render(interaction, reply, in_dm=False)
                 if dms_failed_at is not None:
                     self._dm_told[actor.user_id] = dms_failed_at  # told: it was delivered
+            except _Repeat:
+                tally.repeat = True
             except Exception as exc:
                 await self._failed(interaction, "command", exc)
 
     async def on_press(self, interaction: discord.Interaction, action: str) -> None:
         """A button: the core's answer may replace the message the button is on."""
-        if await self._repeat(interaction.id):
+        if self._repeat(interaction.id):
             return
-        async with self._handling():
+        async with self._handling() as tally:
             in_dm = interaction.guild_id is None
             log.info(
                 "discord.press",
@@ -804,19 +806,23 @@ class DiscordPlatform(Platform):
                 preface = await self._preface(interaction, spec, in_dm=in_dm)
                 actor = await self.actor_of(interaction.user)
                 reply = await self._in_time(
-                    interaction, self.core.press(actor, action, in_dm=in_dm), thinking=False
+                    interaction,
+                    self.core.press(actor, action, in_dm=in_dm, event_id=str(interaction.id)),
+                    thinking=False,
                 )
                 _drop_repeated(reply, preface)
                 # The preface is the answer now: an update must not replace it, so it follows.
                 await self._render(interaction, reply, in_dm=in_dm, on_message=preface is None)
+            except _Repeat:
+                tally.repeat = True
             except Exception as exc:
                 await self._failed(interaction, "press", exc)
 
     async def on_modal(self, interaction: discord.Interaction) -> None:
         """A submitted modal: its custom_id is the form's action."""
-        if await self._repeat(interaction.id):
+        if self._repeat(interaction.id):
             return
-        async with self._handling():
+        async with self._handling() as tally:
             data: dict[str, Any] = dict(interaction.data or {})  # type: ignore[arg-type]
             in_dm = interaction.guild_id is None
             read = read_modal_custom_id(str(data.get("custom_id", "")))
@@ -837,13 +843,17 @@ class DiscordPlatform(Platform):
                 # one opened from a command has no message to update, so it "thinks" instead.
                 reply = await self._in_time(
                     interaction,
-                    self.core.submit(actor, action, values, in_dm=in_dm),
+                    self.core.submit(
+                        actor, action, values, in_dm=in_dm, event_id=str(interaction.id)
+                    ),
                     thinking=interaction.message is None,
                     ephemeral=not in_dm,
                 )
                 await self._render(
                     interaction, reply, in_dm=in_dm, on_message=interaction.message is not None
                 )
+            except _Repeat:
+                tally.repeat = True
             except Exception as exc:
                 await self._failed(interaction, "submit", exc)
 
@@ -859,13 +869,16 @@ class DiscordPlatform(Platform):
             or not message.content.strip()
         ):
             return
-        if await self._repeat(message.id):
+        if self._repeat(message.id):
             return
-        async with self._handling():
+        async with self._handling() as tally:
             log.info("discord.direct_message", message_id=message.id, user_id=message.author.id)
             try:
                 actor = await self.actor_of(message.author)
-                reply = await self.core.message(actor, message.content)
+                reply = await self.core.message(actor, message.content, event_id=str(message.id))
+                if reply.repeat:
+                    tally.repeat = True
+                    return
                 outgoing = list(reply.messages)
                 if reply.update is not None:
                     outgoing.insert(0, reply.update)
@@ -962,9 +975,10 @@ class DiscordPlatform(Platform):
         if spec is None or spec.preface is None:
             return None
         preface = spec.preface(self.core.services.settings)
-        await interaction.response.send_message(
-            _clip(preface, MAX_CONTENT), ephemeral=not in_dm, allowed_mentions=NO_MENTIONS
-        )
+        with _answered_elsewhere():
+            await interaction.response.send_message(
+                _clip(preface, MAX_CONTENT), ephemeral=not in_dm, allowed_mentions=NO_MENTIONS
+            )
         return preface
 
     def _command_run_by(self, action: str) -> CommandSpec | None:
@@ -980,16 +994,30 @@ class DiscordPlatform(Platform):
         thinking: bool,
         ephemeral: bool = True,
     ) -> Reply:
-        """Run the core; if it is slow, defer the interaction so Discord doesn't time it out."""
+        """Run the core; if it is slow, defer the interaction so Discord doesn't time it out.
+
+        While many interactions are in hand at once, defer before the core even starts: the
+        core's work for the others would otherwise hold up this one's quick-answer timer."""
+        if len(self._inflight) > BUSY_INFLIGHT and not interaction.response.is_done():
+            await self._defer(interaction, thinking=thinking, ephemeral=ephemeral)
         task = asyncio.ensure_future(work)
         done, _ = await asyncio.wait({task}, timeout=ACK_WITHIN)
         if not done and not interaction.response.is_done():
-            log.info("discord.deferred", interaction_id=interaction.id)
+            await self._defer(interaction, thinking=thinking, ephemeral=ephemeral)
+        reply = await task
+        if reply.repeat:
+            raise _Repeat
+        return reply
+
+    async def _defer(
+        self, interaction: discord.Interaction, *, thinking: bool, ephemeral: bool
+    ) -> None:
+        log.info("discord.deferred", interaction_id=interaction.id)
+        with _answered_elsewhere():
             if thinking:
                 await interaction.response.defer(ephemeral=ephemeral, thinking=True)
             else:
                 await interaction.response.defer()
-        return await task
 
     async def _render(
         self,
@@ -1047,11 +1075,10 @@ class DiscordPlatform(Platform):
 
     # --- bookkeeping -----------------------------------------------------------------------
 
-    async def _repeat(self, event_id: int) -> bool:
-        """True for an interaction or message handled before: Discord may resend one after a
-        resume, and with several instances on one database each gateway connection gets it.
-        Recent ids are remembered here (no database round trip for a resume's repeat); the
-        database decides between instances."""
+    def _repeat(self, event_id: int) -> bool:
+        """True for an interaction or message this process has seen: Discord may resend one
+        after a resume. Between instances (each gateway connection gets every event) the core
+        decides, recording the id in the request's own unit of work."""
         if event_id in self._seen:
             log.info("discord.repeat_ignored", event_id=event_id)
             self.repeats += 1
@@ -1059,24 +1086,46 @@ class DiscordPlatform(Platform):
         self._seen[event_id] = None
         while len(self._seen) > SEEN_IDS:
             self._seen.popitem(last=False)
-        seen = self._seen_events
-        if seen is not None and not await seen.first(event_id, within=SEEN_WITHIN):
-            self.repeats += 1
-            return True
         return False
 
     @contextlib.asynccontextmanager
     async def _handling(self):
-        """Count this handler as in flight, so stop() lets it finish."""
+        """Count this handler as in flight, so stop() lets it finish; at the end, count it as
+        handled, or as a repeat when it turned out to be one."""
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
+        tally = _Tally()
         try:
-            yield
+            yield tally
         finally:
             if task is not None:
                 self._inflight.discard(task)
-            self.handled += 1
+            if tally.repeat:
+                self.repeats += 1
+            else:
+                self.handled += 1
+
+
+class _Repeat(Exception):
+    """This interaction was handled already (here before a restart, or by another instance)."""
+
+
+@dataclass
+class _Tally:
+    repeat: bool = False
+
+
+@contextlib.contextmanager
+def _answered_elsewhere() -> Iterator[None]:
+    """An interaction another instance has already answered (both hold a gateway connection)
+    is that instance's: stop here quietly."""
+    try:
+        yield
+    except discord.HTTPException as exc:
+        if exc.code == ALREADY_ANSWERED:
+            raise _Repeat from None
+        raise
 
 
 # --- the discord.py client -------------------------------------------------------------------

@@ -67,7 +67,6 @@ from bot.core import Actor, Registry, Role, split_words
 from bot.errors import UserError
 from bot.logs import pseudonym
 from bot.platforms import DeliveryError, Pace, Platform, SentRef, Target
-from bot.platforms.seen import SeenEvents
 from bot.text import Moment, render_moments
 from bot.ui import Attachment, Channel, Form, Message, Reply, Style
 
@@ -83,6 +82,7 @@ log = structlog.get_logger("headsup.slack")
 LIBRARY_LOG = "headsup.slack.library"
 
 ACK_WITHIN = 0.1  # seconds: answer in the acknowledgement if the core is this quick
+BUSY_INFLIGHT = 1  # requests in hand (this one included) beyond which it is acknowledged at once
 # Seconds a submitted modal waits for the core's checks before it is closed regardless: a bad
 # value found in time keeps the modal open, what was typed kept. Within Slack's 3 s, with room.
 FORM_CHECK_WITHIN = 2.0
@@ -564,7 +564,6 @@ class SlackPlatform(Platform):
         self._inflight: set[asyncio.Task[Any]] = set()
         self._profiles: dict[str, _Profile] = {}
         self._dm_channels: dict[str, str] = {}
-        self._seen: SeenEvents | None = None
         self.bot_user_id = ""
         self.team_id = ""  # the network's workspace
         self.http_port = 0  # where HTTP mode listens, once started
@@ -575,7 +574,6 @@ class SlackPlatform(Platform):
     async def start(self, core: Core) -> None:
         """Check the token, then connect Socket Mode (or start serving HTTP)."""
         self._core = core
-        self._seen = SeenEvents(core.services, self.name)
         self._stopped = asyncio.Event()
         token = self.config.bot_token.get_secret_value()
         base_url = self.config.api_base_url.rstrip("/") + "/"
@@ -604,7 +602,6 @@ class SlackPlatform(Platform):
                 await self._connect_socket(library_log)
             else:
                 await self._serve_http()
-            await self._seen.purge()
         except SlackApiError as exc:
             await self._close()
             raise ConfigError(_start_problem(exc, "bot_token")) from None
@@ -1009,8 +1006,6 @@ class SlackPlatform(Platform):
                 or user_id == self.bot_user_id
             ):
                 return
-            if not await self._first_sighting(body.get("event_id")):
-                return
             text = plain_text(str(event.get("text") or ""))
             if not text.strip():
                 return
@@ -1020,7 +1015,13 @@ class SlackPlatform(Platform):
             log.info("slack.direct_message", user_id=user_id, in_thread=reply_to is not None)
             try:
                 actor = await self.actor_of(str(user_id), team_id=_team_of_event(event))
-                reply = await self.core.message(actor, text, reply_to=reply_to)
+                # Slack resends an event it thinks went unanswered, perhaps to another
+                # instance: the core records its id with the message's effects, once.
+                event_id = str(body.get("event_id") or "") or None
+                reply = await self.core.message(actor, text, reply_to=reply_to, event_id=event_id)
+                if reply.repeat:
+                    log.info("slack.repeat_ignored", event_id=event_id)
+                    return
                 outgoing = list(reply.messages)
                 if reply.update is not None:
                     outgoing.insert(0, reply.update)
@@ -1038,10 +1039,9 @@ class SlackPlatform(Platform):
         async with self._handling():
             if event.get("tab", "home") != "home" or not event.get("user"):
                 return
-            if not await self._first_sighting(body.get("event_id")):
-                return
             try:
-                await self.publish_home(str(event["user"]), _team_of_event(event))
+                event_id = str(body.get("event_id") or "") or None
+                await self.publish_home(str(event["user"]), _team_of_event(event), event_id)
             except Exception as exc:
                 log.exception("slack.home_failed", error=type(exc).__name__)
 
@@ -1052,11 +1052,16 @@ class SlackPlatform(Platform):
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
         log.error("slack.listener_error", kind=body.get("type"), error=type(error).__name__)
 
-    async def publish_home(self, user_id: str, team_id: str | None = None) -> None:
+    async def publish_home(
+        self, user_id: str, team_id: str | None = None, event_id: str | None = None
+    ) -> None:
         """views.publish the person's home page, as the core gives it (for a stranger, a kind
-        word that the bot is not for them), on their App Home tab."""
+        word that the bot is not for them), on their App Home tab; once for a resent event."""
         actor = await self.actor_of(user_id, team_id=team_id)
-        reply = await self.core.home(actor)
+        reply = await self.core.home(actor, event_id=event_id)
+        if reply.repeat:
+            log.info("slack.repeat_ignored", event_id=event_id)
+            return
         await self.client.views_publish(user_id=user_id, view=home_view(reply.messages))
         log.info("slack.home_published", user_id=user_id)
 
@@ -1119,7 +1124,11 @@ class SlackPlatform(Platform):
         self, request: Request, work: Awaitable[Reply], *, within: float | None = None
     ) -> Reply:
         """Run the core; acknowledge empty first if it is slower than `within` seconds
-        (``ACK_WITHIN`` unless said), so Slack doesn't time out."""
+        (``ACK_WITHIN`` unless said), so Slack doesn't time out. While other requests are in
+        hand, acknowledge before the core even starts: their work would hold up the timer."""
+        if not request.acked and within is None and len(self._inflight) > BUSY_INFLIGHT:
+            log.info("slack.acknowledged_early", user_id=request.user_id)
+            await request.acknowledge()
         task = asyncio.ensure_future(work)
         if not request.acked:
             done, _ = await asyncio.wait({task}, timeout=ACK_WITHIN if within is None else within)
@@ -1239,11 +1248,6 @@ class SlackPlatform(Platform):
                 await self._private(request, Message(SORRY))
 
     # --- bookkeeping ---------------------------------------------------------------------------
-
-    async def _first_sighting(self, event_id: Any) -> bool:
-        """Record the event id; False for a retry of one already handled (by any instance)."""
-        assert self._seen is not None
-        return await self._seen.first(event_id)
 
     @contextlib.asynccontextmanager
     async def _handling(self):

@@ -851,3 +851,37 @@ async def test_commands_without_a_preface_answer_alone(core_bot):
     """No preface, no extra message."""
     reply = await core_bot.app.core.command(actor(), "echo", "hi")
     assert [m.text for m in reply.messages] == ["word='hi'"]
+
+
+# --- a request delivered twice ----------------------------------------------------------------
+
+
+async def test_a_request_delivered_twice_is_handled_once(core_bot):
+    """The same event id a second time (a platform's resend, or another instance's copy) gets a
+    reply marked repeat, and changes nothing."""
+    first = await core_bot.app.core.command(actor(), "ping", event_id="evt-1")
+    again = await core_bot.app.core.command(actor(), "ping", event_id="evt-1")
+    assert "ping queued" in texts(first) and not first.repeat
+    assert again.repeat and again.messages == []
+    assert await outbox_rows(core_bot) == 1
+
+
+async def test_each_platform_has_its_own_event_ids(core_bot):
+    """One id on two platforms is two requests."""
+    await core_bot.app.core.command(actor(), "ping", event_id="evt-1")
+    other = Actor("slack", "U1", "alice")
+    assert not (await core_bot.app.core.command(other, "ping", event_id="evt-1")).repeat
+
+
+async def test_a_refused_request_leaves_no_record_and_is_answered_again(core_bot):
+    """A request that changed nothing (refused) is not recorded: its repeat is answered too."""
+    for _ in range(2):
+        reply = await core_bot.app.core.command(actor(), "secret", event_id="evt-2")
+        assert not reply.repeat and "only for coordinators" in texts(reply)
+
+
+async def test_a_preface_is_not_added_to_a_repeat(core_bot):
+    """A repeated command that has a preface answers nothing at all."""
+    await core_bot.app.core.command(actor(), "helpme", event_id="evt-3")
+    again = await core_bot.app.core.command(actor(), "helpme", event_id="evt-3")
+    assert again.repeat and again.messages == []

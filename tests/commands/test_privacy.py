@@ -25,6 +25,7 @@ from storage.crypto import Cipher
 from storage.db import Database
 from storage.events import EventRsvp
 from storage.models import Identity, Member, OutboxMessage, OutboxStatus
+from storage.platform_events import PlatformEvent
 from storage.rotation import rotate_keys
 from storage.support import CaseEvent, CaseMessage, CaseStatus, CoachProfile, SupportCase
 from tests.conftest import TestDatabase
@@ -549,3 +550,12 @@ async def test_purge_runs_in_batches_and_again_finds_nothing(make_bot, monkeypat
     assert await privacy.purge_expired(bot.app.services, later) == 3
     assert await privacy.purge_expired(bot.app.services, later) == 0
     assert await count(bot, CheckinWeek, col(CheckinWeek.note).is_not(None)) == 0
+
+
+async def test_event_ids_are_forgotten_a_day_after_they_were_seen(bot: ConsoleBot):
+    """The ids kept to recognise a repeated delivery go after a day; until then they stay."""
+    await bot.app.core.command(Actor("console", MEMBER, MEMBER), "headsup", "help", event_id="e1")
+    await bot.advance("23h59m")
+    assert await count(bot, PlatformEvent) == 1
+    await bot.advance("2m")
+    assert await count(bot, PlatformEvent) == 0
