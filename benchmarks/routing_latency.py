@@ -26,7 +26,7 @@ from bot import logs
 from bot.app import App
 from bot.clock import Clock
 from bot.core import Actor, Role
-from bot.platforms import SentRef, Target
+from bot.platforms import Pace, SentRef, Target
 from bot.ui import Message
 from tests.fakes.platform import FakePlatform
 from tests.harness import make_settings
@@ -41,6 +41,10 @@ class TimingPlatform(FakePlatform):
     """Records when each coach's offer reached it, by case number."""
 
     name = "console"
+    # Several recipients at once, as the real platforms send; no rate limit, so the figure is
+    # the bot's own routing and sending (Discord's 50/s would alone spread 50 offers over a
+    # second).
+    pace = Pace(concurrency=8)
 
     def __init__(self) -> None:
         super().__init__()

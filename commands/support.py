@@ -53,7 +53,7 @@ from commands.common import helplines, signposting
 from commands.registry import registry
 from commands.schedule import parse_time
 from storage.members import identity_of
-from storage.models import Member, OutboxMessage
+from storage.models import Identity, Member, OutboxMessage
 from storage.support import (
     CaseEvent,
     CaseMessage,
@@ -398,16 +398,27 @@ async def next_coach(
         ).all()
     )
     on_duty = (
-        await session.exec(select(CoachProfile).where(col(CoachProfile.on_duty).is_(True)))
+        await session.exec(
+            select(CoachProfile, Member)
+            .join(Member, col(Member.id) == CoachProfile.member_id)
+            .where(col(CoachProfile.on_duty).is_(True))
+        )
     ).all()
+    # Where each is reached: their first identity (as identity_of), all in one query.
+    reached: dict[int, Identity] = {}
+    for identity in await session.exec(
+        select(Identity)
+        .where(col(Identity.member_id).in_([p.member_id for p, _ in on_duty]))
+        .order_by(col(Identity.id))
+    ):
+        reached.setdefault(identity.member_id, identity)
     candidates = []
-    for profile in on_duty:
+    for profile, member in on_duty:
         if profile.member_id in tried or profile.member_id == case.member_id:
             continue
-        member = await session.get(Member, profile.member_id)
-        identity = await identity_of(session, profile.member_id)
-        if member is None or Role.COACH.value not in member.role_names():
+        if Role.COACH.value not in member.role_names():
             continue
+        identity = reached.get(profile.member_id)
         if identity is None or identity.dm_failed_at is not None:
             continue
         if not within_hours(profile, now):

@@ -47,6 +47,9 @@ async def member_for(session: AsyncSession, actor: Actor, now: datetime) -> Memb
             if found is None:
                 raise
     member, identity = found
+    # Written on every request, and first: on SQLite this takes the one writer's lock at the
+    # start of the unit of work, so the reads that follow cannot go stale before its writes
+    # (the features rely on that; PostgreSQL has row locks instead).
     member.last_seen_at = now
     member.roles = roles
     if actor.display_name and identity.display_name != actor.display_name[:200]:
