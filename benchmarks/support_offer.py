@@ -107,12 +107,12 @@ async def measure(requests: int, url: str | None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10 requests instead of 20")
+    parser.add_argument("--quick", action="store_true", help="20 requests instead of 100")
     parser.add_argument("--requests", type=int, default=None)
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
     args = parser.parse_args()
     logs.configure("WARNING")
-    requests = args.requests or (10 if args.quick else 20)
+    requests = args.requests or (20 if args.quick else 100)
     r = asyncio.run(measure(requests, args.database_url))
     print(
         f"{r['requests']} requests: signposting p50 {r['signposting_p50']:.1f} ms, "
