@@ -15,6 +15,14 @@ from bot.app import App
 from bot.clock import Clock
 from bot.platforms import discord as discord_platform
 from bot.platforms import slack as slack_platform
+from tests.bot.platforms.test_discord import (
+    ANNOUNCE,
+    COACH_ROLE,
+    COORDINATOR_ROLE,
+    COORDINATORS,
+    MEMBER,
+)
+from tests.bot.platforms.test_discord import new_fake as discord_fake
 from tests.bot.platforms.test_slack import free_port
 from tests.bot.platforms.test_slack import make_fake as make_slack_fake
 from tests.fakes.discord_server import FakeDiscord
@@ -24,20 +32,8 @@ from tests.harness import START, make_settings
 # Slack's people and channels
 S_ANNOUNCE, S_COORDINATORS = "CANNOUNCE", "CCOORD"
 S_MEMBER, S_COACH, S_COORDINATOR = "UALICE", "UCAROL", "UDAVE"
-# Discord's
-D_COACH_ROLE, D_COORDINATOR_ROLE = "50", "51"
-D_ANNOUNCE, D_COORDINATORS = "60", "61"
-D_MEMBER = "200"
-
-
-def discord_fake() -> FakeDiscord:
-    server = FakeDiscord()
-    server.add_role(D_COACH_ROLE, "Coach")
-    server.add_role(D_COORDINATOR_ROLE, "Coordinator")
-    server.add_channel(D_ANNOUNCE, "announcements")
-    server.add_channel(D_COORDINATORS, "coordinators")
-    server.add_member(D_MEMBER, "erin")
-    return server
+# Discord's: the server of the Discord adapter's own tests
+D_ANNOUNCE, D_COORDINATORS, D_MEMBER = ANNOUNCE, COORDINATORS, MEMBER
 
 
 @dataclass
@@ -88,8 +84,8 @@ async def both(db, monkeypatch) -> AsyncIterator[Both]:
             "gateway_url": discord.gateway_url,
             "announce_channel_id": D_ANNOUNCE,
             "coordinator_channel_id": D_COORDINATORS,
-            "coach_role_id": D_COACH_ROLE,
-            "coordinator_role_id": D_COORDINATOR_ROLE,
+            "coach_role_id": COACH_ROLE,
+            "coordinator_role_id": COORDINATOR_ROLE,
         },
     )
     app = App(settings, clock=Clock.frozen(START), db_schema=db.schema)
