@@ -30,9 +30,10 @@ REDACTED_KEYS = frozenset(
 )
 
 
-# Keys whose values are a person's platform id: logged as a keyed pseudonym, never as the id,
-# so a log line cannot say who used /support, and after forget-me cannot be tied to anyone.
-PSEUDONYMISED_KEYS = frozenset({"user_id"})
+# Keys whose values can point at one person: their platform id, or a channel id (a DM channel
+# is one person's conversation with the bot). Logged as a keyed pseudonym, never as the id, so
+# a log line cannot say who used /support, and after forget-me cannot be tied to anyone.
+PSEUDONYMISED_KEYS = frozenset({"user_id", "channel_id"})
 _pseudonym_key = os.urandom(32)  # until the app sets one derived from the encryption key
 
 

@@ -1,9 +1,11 @@
 """Platform events already handled, so a platform's retry of one is handled once.
 
 Slack resends an event it thinks went unanswered (``X-Slack-Retry-Num``, the same ``event_id``),
-and with several instances behind a load balancer the resend may reach another one. The first to
-record the event id handles it; the unique key makes every other attempt see it as a repeat.
-Rows are only needed for as long as a platform retries (minutes), so old ones are forgotten.
+perhaps to another instance behind the load balancer; Discord may deliver an interaction again
+after a resume, or to each instance holding a gateway connection. The core records the id in the
+request's own transaction (``Core._unit``): the first to commit handles it, and the unique key
+makes every other attempt a repeat. Rows are only needed for as long as a platform retries
+(minutes), so a due job forgets them after ``KEEP_FOR``.
 """
 
 from __future__ import annotations

@@ -65,7 +65,6 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.config import ConfigError, SlackConfig
 from bot.core import Actor, Registry, Role, split_words
 from bot.errors import UserError
-from bot.logs import pseudonym
 from bot.platforms import DeliveryError, Pace, Platform, SentRef, Target
 from bot.text import Moment, render_moments
 from bot.ui import Attachment, Channel, Form, Message, Reply, Style
@@ -657,17 +656,13 @@ class SlackPlatform(Platform):
         if message.attachment is not None:
             # The message is out, so a failed file must not make the worker post it again.
             await self._upload(ref.channel_id, message.attachment, client)
-        log.info(
-            "slack.sent", kind=target.kind, channel_id=_logged(ref.channel_id), ts=ref.message_id
-        )
+        log.info("slack.sent", kind=target.kind, channel_id=ref.channel_id, ts=ref.message_id)
         return ref
 
     async def edit(self, ref: SentRef, message: Message) -> None:
         client = self._delivery_client
         if message.attachment is not None:
-            log.warning(
-                "slack.edit_drops_file", channel_id=_logged(ref.channel_id), ts=ref.message_id
-            )
+            log.warning("slack.edit_drops_file", channel_id=ref.channel_id, ts=ref.message_id)
         try:
             await client.chat_update(
                 channel=ref.channel_id, ts=ref.message_id, **message_body(message)
@@ -676,7 +671,7 @@ class SlackPlatform(Platform):
             raise delivery_error(exc) from None
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise DeliveryError(f"network:{type(exc).__name__}") from None
-        log.info("slack.edited", channel_id=_logged(ref.channel_id), ts=ref.message_id)
+        log.info("slack.edited", channel_id=ref.channel_id, ts=ref.message_id)
 
     # --- helpers for the Platform side -------------------------------------------------------
 
@@ -731,11 +726,9 @@ class SlackPlatform(Platform):
                 title=attachment.filename,
             )
         except (SlackApiError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-            log.warning(
-                "slack.file_failed", channel_id=_logged(channel_id), error=type(exc).__name__
-            )
+            log.warning("slack.file_failed", channel_id=channel_id, error=type(exc).__name__)
             return False
-        log.info("slack.file_shared", channel_id=_logged(channel_id))
+        log.info("slack.file_shared", channel_id=channel_id)
         return True
 
     async def _close(self) -> None:
@@ -1261,12 +1254,6 @@ class SlackPlatform(Platform):
             if task is not None:
                 self._inflight.discard(task)
             self.handled += 1
-
-
-def _logged(channel_id: str) -> str:
-    """A channel id as it may be logged: a DM's is one person's conversation with the bot, so
-    it is logged as a pseudonym, as their user id is."""
-    return pseudonym(channel_id) if channel_id.startswith("D") else channel_id
 
 
 def _object(value: Any) -> dict[str, Any]:

@@ -166,3 +166,12 @@ def test_a_platform_user_id_is_logged_as_a_pseudonym(captured: io.StringIO):
     assert "U0ALICE" not in captured.getvalue()
     first, second = (line["user_id"] for line in lines)
     assert first == second and first.startswith("u-")
+
+
+def test_a_channel_id_is_logged_as_a_pseudonym(captured: io.StringIO):
+    """A channel id (a DM channel is one person's conversation) is logged as a pseudonym, on
+    every platform alike."""
+    structlog.get_logger("probe").info("discord.sent", channel_id="D0ALICEDM", message_id=7)
+    line = json.loads(captured.getvalue())
+    assert "D0ALICEDM" not in captured.getvalue() and line["channel_id"].startswith("u-")
+    assert line["message_id"] == 7
