@@ -66,7 +66,7 @@ class _Batch:
     rows: list[OutboxMessage]
     dms: dict[str, _DmState]  # recipient → DM state, kept up to date as the batch goes
     renew_at: datetime  # when the claim on the unsent rows is next renewed
-    pending: set[int | None] = field(default_factory=set)
+    pending: set[int | None] = field(init=False)  # rows not yet sent, released or failed
 
     def __post_init__(self) -> None:
         self.pending = {row.id for row in self.rows}
@@ -504,7 +504,7 @@ class DeliveryWorker:
     async def _dm_states(self, platform: str, rows: list[OutboxMessage]) -> dict[str, _DmState]:
         """The DM channel on record (and any failure mark) of every recipient of a batch's DMs,
         in one query: a weekly fan-out costs one request per member, not one query more."""
-        users = {row.recipient for row in rows if row.kind == "dm" and row.edit_of is None}
+        users = {row.recipient for row in rows if row.kind == "dm"}
         if not users:
             return {}
         async with self.database.session() as session:
@@ -584,7 +584,7 @@ class DeliveryWorker:
                 await asyncio.sleep(pause)
         else:
             await self._record_sent(row, ref, update_identity)
-        if row.kind == "dm" and row.edit_of is None:
+        if row.kind == "dm":
             batch.dms[row.recipient] = _DmState(ref.channel_id, False)
 
     async def _record_sent(self, row: OutboxMessage, ref: SentRef, update_identity: bool) -> None:
